@@ -1,0 +1,67 @@
+"""Train/validation split and data sampling; chains of a conversation never straddle the split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from llm_studio.data.conversations import build_conversations, chain_roots
+from llm_studio.data.prompt_format import Conversation
+from llm_studio.data.readers import DataError, read_dataframe
+
+
+@dataclass
+class SplitData:
+    train: list[Conversation]
+    validation: list[Conversation]
+
+
+def split_and_sample(cfg, seed: int) -> SplitData:
+    ds = cfg.dataset
+    rng = np.random.default_rng(seed)
+    train_df = read_dataframe(ds.train_dataframe)
+    train_convs = build_conversations(train_df, ds, ds.train_dataframe)
+    if ds.validation_strategy == "custom":
+        val_df = read_dataframe(ds.validation_dataframe)
+        val_convs = build_conversations(val_df, ds, ds.validation_dataframe)
+    else:
+        train_rows, val_rows = _automatic_split(train_df, ds, rng)
+        val_convs = [train_convs[i] for i in val_rows]
+        train_convs = [train_convs[i] for i in train_rows]
+
+    if "Train" in ds.data_sample_choice:
+        train_convs = _sample(train_convs, ds.data_sample, rng)
+    if "Validation" in ds.data_sample_choice:
+        val_convs = _sample(val_convs, ds.data_sample, rng)
+    if cfg.training.train_validation_data:
+        train_convs = train_convs + val_convs
+    if not train_convs:
+        raise DataError(f"{ds.train_dataframe}: no training rows left after the split and sampling")
+    if not val_convs:
+        raise DataError(
+            f"{ds.train_dataframe}: no validation rows left; raise dataset.validation_size "
+            "or dataset.data_sample"
+        )
+    return SplitData(train=train_convs, validation=val_convs)
+
+
+def _automatic_split(
+    df: pd.DataFrame, ds, rng: np.random.Generator
+) -> tuple[list[int], list[int]]:
+    roots = np.asarray(chain_roots(df, ds))
+    groups = np.unique(roots)
+    n_val = int(round(len(groups) * ds.validation_size))
+    n_val = min(max(n_val, 1), len(groups) - 1) if len(groups) > 1 else 0
+    val_groups = set(rng.choice(groups, size=n_val, replace=False).tolist())
+    in_val = np.isin(roots, list(val_groups))
+    return np.flatnonzero(~in_val).tolist(), np.flatnonzero(in_val).tolist()
+
+
+def _sample(items: list, fraction: float, rng: np.random.Generator) -> list:
+    if fraction >= 1.0 or not items:
+        return items
+    n = max(1, int(round(len(items) * fraction)))
+    keep = np.sort(rng.choice(len(items), size=n, replace=False))
+    return [items[i] for i in keep]

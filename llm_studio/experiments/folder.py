@@ -1,0 +1,139 @@
+"""The experiment folder: the contract between a training process and whoever watches it.
+
+Written by training, read by the CLI and the UI; documented in docs/experiment-folder.md.
+Every file is either replaced atomically (write a temp file, then rename) or only appended to
+in whole lines, so a reader never sees half a record. No torch import here: the UI uses it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+STATES = ("queued", "running", "finished", "failed", "stopped")
+
+
+@dataclass
+class ExperimentStatus:
+    state: str = "queued"
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    progress: float = 0.0
+    eta_seconds: float | None = None
+    error: str | None = None
+    pid: int | None = None
+    # The process start time (seconds since the epoch) tells a live PID from a reused one.
+    pid_start_time: float | None = None
+    started_at: float | None = None
+    updated_at: float = field(default_factory=time.time)
+
+
+@dataclass(frozen=True)
+class ChartPoint:
+    name: str
+    step: int
+    value: float
+    epoch: float
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ExperimentFolder:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    # File names are part of the contract.
+    @property
+    def cfg_yaml(self) -> Path:
+        return self.path / "cfg.yaml"
+
+    @property
+    def logs(self) -> Path:
+        return self.path / "logs.log"
+
+    @property
+    def status_file(self) -> Path:
+        return self.path / "status.json"
+
+    @property
+    def charts_file(self) -> Path:
+        return self.path / "charts.jsonl"
+
+    @property
+    def train_insights(self) -> Path:
+        return self.path / "train_data_insights.json"
+
+    @property
+    def predictions_csv(self) -> Path:
+        return self.path / "validation_predictions.csv"
+
+    @property
+    def prediction_insights(self) -> Path:
+        return self.path / "validation_prediction_insights.json"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / "adapter_model"
+
+    # --- status ---
+    def write_status(self, status: ExperimentStatus) -> None:
+        status.updated_at = time.time()
+        write_text_atomic(self.status_file, json.dumps(asdict(status), indent=1))
+
+    def read_status(self) -> ExperimentStatus | None:
+        try:
+            data = json.loads(self.status_file.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        known = ExperimentStatus.__dataclass_fields__
+        return ExperimentStatus(**{k: v for k, v in data.items() if k in known})
+
+    # --- charts: one JSON object per line, appended ---
+    def append_chart(self, name: str, step: int, value: float, epoch: float) -> None:
+        line = json.dumps({"name": name, "step": step, "value": float(value), "epoch": epoch})
+        with open(self.charts_file, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def read_charts(self, offset: int = 0) -> tuple[list[ChartPoint], int]:
+        """Points written after byte `offset`, and the offset to pass next time.
+
+        A line still being written (no newline yet) is left for the next call.
+        """
+        try:
+            with open(self.charts_file, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return [], offset
+        complete = data[: data.rfind(b"\n") + 1]
+        points = [ChartPoint(**json.loads(line)) for line in complete.splitlines() if line]
+        return points, offset + len(complete)
+
+    def read_charts_since(self, step: int) -> list[ChartPoint]:
+        points, _ = self.read_charts()
+        return [p for p in points if p.step >= step]
+
+    # --- insights ---
+    def write_json(self, path: Path, data: Any) -> None:
+        write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))

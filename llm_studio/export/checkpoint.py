@@ -1,0 +1,94 @@
+"""Save what training produced as standard formats: a merged HF model folder and a PEFT adapter."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from llm_studio.data.prompt_format import PromptFormat
+
+log = logging.getLogger(__name__)
+
+
+def is_peft(model: torch.nn.Module) -> bool:
+    return hasattr(model, "peft_config")
+
+
+def _replace_dir(tmp: Path, dest: Path) -> None:
+    """Swap a fully written folder into place, so readers never see half a checkpoint."""
+    old = dest.with_name(f".{dest.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if dest.exists():
+        dest.rename(old)
+    tmp.rename(dest)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def save_tokenizer(tokenizer, fmt: PromptFormat, dest: Path) -> None:
+    tokenizer.chat_template = fmt.chat_template()
+    tokenizer.save_pretrained(dest)
+
+
+def merged_model(model: torch.nn.Module, reload_base=None) -> torch.nn.Module:
+    """A plain transformers model with the LoRA weights folded in; the training model is untouched.
+
+    A quantized backbone cannot hold merged float weights, so `reload_base()` loads it again in
+    float and the trained adapter weights are applied to that copy.
+    """
+    if not is_peft(model):
+        return model
+    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
+    if quantized:
+        from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
+
+        base = reload_base()
+        config = copy.deepcopy(model.peft_config["default"])
+        clean = get_peft_model(base, config)
+        set_peft_model_state_dict(clean, get_peft_model_state_dict(model))
+        return clean.merge_and_unload()
+    return copy.deepcopy(model).merge_and_unload()
+
+
+def save_checkpoint(
+    model: torch.nn.Module,
+    tokenizer,
+    fmt: PromptFormat,
+    dest: Path,
+    adapter_dest: Path | None = None,
+    reload_base=None,
+) -> None:
+    """Write `dest` as an HF folder (model with LoRA merged, tokenizer with the chat template).
+
+    With LoRA, the adapter alone also goes to `adapter_dest` in PEFT format.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    try:
+        merged = merged_model(model, reload_base)
+        merged.config.use_cache = True
+        generation_config = getattr(merged, "generation_config", None)
+        if generation_config is not None:
+            generation_config.eos_token_id = tokenizer.eos_token_id
+            generation_config.pad_token_id = tokenizer.pad_token_id
+        merged.save_pretrained(tmp, safe_serialization=True)
+        save_tokenizer(tokenizer, fmt, tmp)
+        _replace_dir(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if adapter_dest is not None and is_peft(model):
+        tmp = Path(tempfile.mkdtemp(dir=adapter_dest.parent, prefix=f".{adapter_dest.name}."))
+        try:
+            model.save_pretrained(tmp)
+            _replace_dir(tmp, adapter_dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    log.info("Saved checkpoint to %s", dest)

@@ -1,0 +1,178 @@
+"""Load the backbone and tokenizer as the config says: dtype, quantization, dropout, LoRA."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from llm_studio.models.offline_backbone import resolve_backbone
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DROPOUT_ATTRIBUTES = (
+    "attention_dropout",
+    "hidden_dropout",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "resid_pdrop",
+    "embd_pdrop",
+    "attn_pdrop",
+    "dropout",
+)
+
+
+@dataclass
+class LoadedBackbone:
+    model: torch.nn.Module
+    tokenizer: object
+    compute_dtype: torch.dtype
+
+
+def compute_dtype_for(cfg, device: torch.device) -> torch.dtype:
+    """The float type the weights are kept (or dequantized) in. The CPU always uses float32."""
+    requested = cfg.architecture.backbone_dtype
+    if device.type == "cpu":
+        if requested in ("bfloat16", "float16"):
+            log.info("backbone_dtype %s: the CPU trains in float32 instead (far faster here)", requested)
+        return torch.float32
+    if requested in DTYPES:
+        return DTYPES[requested]
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def load_tokenizer(cfg, path: str | None = None):
+    source = path or resolve_backbone(cfg.llm_backbone)
+    tokenizer = AutoTokenizer.from_pretrained(
+        source,
+        revision=cfg.environment.huggingface_branch or None,
+        trust_remote_code=cfg.environment.trust_remote_code,
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.eos_token is None:
+        raise ValueError(f"llm_backbone {cfg.llm_backbone}: the tokenizer has no EOS token")
+    return tokenizer
+
+
+def attention_implementation(cfg, device: torch.device) -> str:
+    wanted = cfg.training.attention_implementation
+    if wanted != "auto":
+        return wanted
+    if device.type == "cuda":
+        try:
+            import flash_attn  # noqa: F401
+
+            return "flash_attention_2"
+        except ImportError:
+            pass
+    return "sdpa"
+
+
+def load_backbone(cfg, device: torch.device) -> LoadedBackbone:
+    source = resolve_backbone(cfg.llm_backbone)
+    revision = cfg.environment.huggingface_branch or None
+    trust = cfg.environment.trust_remote_code
+    dtype = compute_dtype_for(cfg, device)
+    tokenizer = load_tokenizer(cfg)
+
+    config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust)
+    for name in DROPOUT_ATTRIBUTES:
+        if hasattr(config, name) and isinstance(getattr(config, name), float):
+            setattr(config, name, cfg.architecture.intermediate_dropout)
+    config.use_cache = False
+    attn = attention_implementation(cfg, device)
+
+    if cfg.architecture.pretrained:
+        kwargs = {}
+        quant = quantization_config(cfg, dtype)
+        if quant is not None:
+            kwargs["quantization_config"] = quant
+            kwargs["device_map"] = {"": device}
+        model = AutoModelForCausalLM.from_pretrained(
+            source,
+            config=config,
+            revision=revision,
+            trust_remote_code=trust,
+            dtype=dtype,
+            attn_implementation=attn,
+            **kwargs,
+        )
+    else:
+        model = AutoModelForCausalLM.from_config(
+            config, dtype=dtype, trust_remote_code=trust, attn_implementation=attn
+        )
+    if not getattr(model, "is_loaded_in_8bit", False) and not getattr(model, "is_loaded_in_4bit", False):
+        model.to(device)
+    log.info("Loaded %s (%s, attention: %s)", cfg.llm_backbone, dtype, attn)
+    return LoadedBackbone(model=model, tokenizer=tokenizer, compute_dtype=dtype)
+
+
+def quantization_config(cfg, compute_dtype: torch.dtype):
+    kind = cfg.architecture.backbone_dtype
+    if kind not in ("int8", "int4"):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if kind == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=compute_dtype,
+        bnb_4bit_use_double_quant=False,
+    )
+
+
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(p and p in name for p in patterns)
+
+
+def prepare_for_training(model: torch.nn.Module, cfg) -> torch.nn.Module:
+    """Wrap in LoRA/DoRA (or freeze layers) and turn on gradient checkpointing."""
+    tr = cfg.training
+    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
+    if quantized:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model, use_gradient_checkpointing=cfg.architecture.gradient_checkpointing
+        )
+    elif cfg.architecture.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+    if tr.lora:
+        from peft import LoraConfig, get_peft_model
+
+        targets = [t.strip() for t in tr.lora_target_modules.split(",") if t.strip()]
+        lora_config = LoraConfig(
+            r=tr.lora_r,
+            lora_alpha=tr.lora_alpha,
+            lora_dropout=tr.lora_dropout,
+            target_modules=targets or "all-linear",
+            use_dora=tr.use_dora,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        model = get_peft_model(model, lora_config)
+        if tr.lora_unfreeze_layers:
+            for name, param in model.named_parameters():
+                if _matches(name, tr.lora_unfreeze_layers) and "lora_" not in name:
+                    param.requires_grad = True
+    elif tr.freeze_layers:
+        for name, param in model.named_parameters():
+            if _matches(name, tr.freeze_layers):
+                param.requires_grad = False
+    if cfg.architecture.gradient_checkpointing and tr.lora and not quantized:
+        # Checkpointed blocks need an input that requires grad when the embeddings are frozen.
+        model.enable_input_require_grads()
+    return model
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

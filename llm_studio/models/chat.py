@@ -1,0 +1,69 @@
+"""Chat with a trained experiment: its checkpoint, its chat template, its prediction settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from llm_studio.config.settings import ConfigError
+from llm_studio.config.yaml_io import load_config
+from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.models.generation import cut_at_stop, generation_kwargs
+
+
+@dataclass
+class ChatSession:
+    model: torch.nn.Module
+    tokenizer: object
+    prediction: object
+    system: str | None = None
+    history: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def from_experiment(cls, path: str | Path, device: str = "cpu") -> ChatSession:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        folder = ExperimentFolder(path)
+        if not folder.cfg_yaml.is_file():
+            raise ConfigError(f"{folder.path}: not an experiment folder (no cfg.yaml)")
+        cfg, _ = load_config(folder.cfg_yaml)
+        if not (folder.checkpoint_dir / "config.json").is_file():
+            why = (
+                "save_checkpoint is 'disable'"
+                if cfg.training.save_checkpoint == "disable"
+                else "the experiment has not saved one yet"
+            )
+            raise ConfigError(f"{folder.path}: no checkpoint to chat with, because {why}")
+        tokenizer = AutoTokenizer.from_pretrained(folder.checkpoint_dir)
+        model = AutoModelForCausalLM.from_pretrained(folder.checkpoint_dir, dtype=torch.float32)
+        model.to(device).eval()
+        return cls(model=model, tokenizer=tokenizer, prediction=cfg.prediction)
+
+    def messages(self, question: str) -> list[dict[str, str]]:
+        keep = self.history[-self.prediction.num_history :] if self.prediction.num_history else []
+        messages = [{"role": "system", "content": self.system}] if self.system else []
+        for prompt, answer in keep:
+            messages += [
+                {"role": "user", "content": prompt},
+                {"role": "assistant", "content": answer},
+            ]
+        return messages + [{"role": "user", "content": question}]
+
+    @torch.no_grad()
+    def ask(self, question: str, streamer=None) -> str:
+        inputs = self.tokenizer.apply_chat_template(
+            self.messages(question),
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        ).to(self.model.device)
+        output = self.model.generate(
+            **inputs, **generation_kwargs(self.prediction, self.tokenizer), streamer=streamer
+        )
+        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        answer = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
+        answer = cut_at_stop(answer, self.prediction).strip()
+        self.history.append((question, answer))
+        return answer

@@ -1,0 +1,77 @@
+"""Text generation with the prediction settings: shared by validation, prompt.py and chat."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+from llm_studio.data.tokenization import collate_prompts
+
+
+def stop_strings(prediction_cfg) -> list[str]:
+    return [s.strip() for s in prediction_cfg.stop_tokens.split(",") if s.strip()]
+
+
+def generation_kwargs(prediction_cfg, tokenizer) -> dict:
+    p = prediction_cfg
+    kwargs = {
+        "max_new_tokens": p.max_length_inference,
+        "min_new_tokens": min(p.min_length_inference, p.max_length_inference),
+        "num_beams": p.num_beams,
+        "repetition_penalty": p.repetition_penalty,
+        "do_sample": p.do_sample,
+        "pad_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "use_cache": True,
+    }
+    if p.do_sample:
+        kwargs.update(
+            temperature=max(p.temperature, 1e-3),
+            top_k=p.top_k,
+            top_p=p.top_p,
+        )
+    else:
+        # Greedy/beam search: neutralize sampling defaults a backbone's generation_config may carry.
+        kwargs.update(temperature=None, top_k=None, top_p=None)
+    if stop_strings(p):
+        kwargs["stop_strings"] = stop_strings(p)
+        kwargs["tokenizer"] = tokenizer
+    return kwargs
+
+
+def cut_at_stop(text: str, prediction_cfg) -> str:
+    for stop in stop_strings(prediction_cfg):
+        index = text.find(stop)
+        if index >= 0:
+            text = text[:index]
+    return text
+
+
+@torch.no_grad()
+def generate_batch(
+    model: torch.nn.Module,
+    tokenizer,
+    prompts: list[list[int]],
+    prediction_cfg,
+    device: torch.device,
+    streamer=None,
+) -> list[str]:
+    """Generate answers for token-id prompts (left-padded into one batch, KV cache on)."""
+    batch = {k: v.to(device) for k, v in collate_prompts(prompts, tokenizer.pad_token_id).items()}
+    was_training = model.training
+    model.eval()
+    try:
+        output = model.generate(
+            **batch, **generation_kwargs(prediction_cfg, tokenizer), streamer=streamer
+        )
+    finally:
+        model.train(was_training)
+    new_tokens = output[:, batch["input_ids"].shape[1] :]
+    texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+    return [cut_at_stop(t, prediction_cfg).strip() for t in texts]
+
+
+def batched(items: list, size: int) -> Iterable[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

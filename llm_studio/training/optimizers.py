@@ -1,0 +1,80 @@
+"""Optimizers and learning-rate schedules, looked up by the names the config uses."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+
+
+def _adamw_8bit(params, lr: float, weight_decay: float):
+    import bitsandbytes as bnb
+
+    return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
+
+
+OPTIMIZERS: dict[str, Callable] = {
+    "Adadelta": lambda p, lr, wd: torch.optim.Adadelta(p, lr=lr, weight_decay=wd),
+    "Adam": lambda p, lr, wd: torch.optim.Adam(p, lr=lr, weight_decay=wd),
+    "AdamW": lambda p, lr, wd: torch.optim.AdamW(p, lr=lr, weight_decay=wd),
+    "AdamW8bit": _adamw_8bit,
+    "RMSprop": lambda p, lr, wd: torch.optim.RMSprop(p, lr=lr, weight_decay=wd),
+    "SGD": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd, momentum=0.9),
+}
+
+
+def param_groups(model: torch.nn.Module, training_cfg) -> list[dict]:
+    """Trainable parameters; names matching differential_learning_rate_layers get their own rate."""
+    patterns = [p for p in training_cfg.differential_learning_rate_layers if p]
+    regular, differential = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (differential if any(p in name for p in patterns) else regular).append(param)
+    groups = [{"params": regular, "lr": training_cfg.learning_rate}]
+    if differential:
+        groups.append({"params": differential, "lr": training_cfg.differential_learning_rate})
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: torch.nn.Module, training_cfg) -> torch.optim.Optimizer:
+    groups = param_groups(model, training_cfg)
+    if not groups:
+        raise ValueError("no trainable parameters: check lora / freeze_layers settings")
+    factory = OPTIMIZERS[training_cfg.optimizer]
+    return factory(groups, training_cfg.learning_rate, training_cfg.weight_decay)
+
+
+def _constant(progress: float) -> float:
+    return 1.0
+
+
+def _cosine(progress: float) -> float:
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _linear(progress: float) -> float:
+    return 1.0 - progress
+
+
+SCHEDULES: dict[str, Callable[[float], float]] = {
+    "Constant": _constant,
+    "Cosine": _cosine,
+    "Linear": _linear,
+}
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, warmup_steps: int, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 0 over `warmup_steps`, then the named decay over the remaining steps."""
+    decay = SCHEDULES[schedule]
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        span = max(1, total_steps - warmup_steps)
+        return decay(min(1.0, (step - warmup_steps) / span))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

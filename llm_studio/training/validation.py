@@ -1,0 +1,101 @@
+"""Validation: teacher-forced loss per row, generated answers, the metric, and what is written."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from llm_studio.data.tokenization import collate_training, encode_prompt
+from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.metrics.text import METRICS, Metric
+from llm_studio.models.generation import batched, generate_batch
+from llm_studio.training.losses import per_sample_loss
+
+INSIGHT_ROWS = 5
+
+
+@dataclass
+class ValidationResult:
+    prompts: list[str]
+    targets: list[str]
+    predictions: list[str]
+    losses: list[float]
+    scores: list[float]
+
+    @property
+    def loss(self) -> float:
+        return float(np.mean(self.losses))
+
+    @property
+    def metric_value(self) -> float:
+        return float(np.mean(self.scores))
+
+    def frame(self, metric: Metric) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "prompt": self.prompts,
+                "target_text": self.targets,
+                "predicted_text": self.predictions,
+                "loss": self.losses,
+                metric.name: self.scores,
+            }
+        )
+
+    def write(self, folder: ExperimentFolder, metric: Metric) -> None:
+        df = self.frame(metric)
+        tmp = folder.predictions_csv.with_name(f".{folder.predictions_csv.name}.tmp")
+        df.to_csv(tmp, index=False)
+        tmp.replace(folder.predictions_csv)
+        order = np.argsort(df[metric.name].to_numpy(), kind="stable")
+        if metric.higher_is_better:
+            order = order[::-1]
+        rng = np.random.default_rng(0)
+        pick = rng.choice(len(df), size=min(INSIGHT_ROWS, len(df)), replace=False)
+
+        def rows(idx) -> list[dict]:
+            return df.iloc[list(idx)].to_dict(orient="records")
+
+        folder.write_json(
+            folder.prediction_insights,
+            {
+                "metric": metric.name,
+                "best": rows(order[:INSIGHT_ROWS]),
+                "worst": rows(order[::-1][:INSIGHT_ROWS]),
+                "random": rows(pick),
+            },
+        )
+
+
+@torch.no_grad()
+def validate(model, tokenizer, fmt, conversations, encoded, cfg, device, loss_fn) -> ValidationResult:
+    was_training = model.training
+    model.eval()
+    batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
+    losses: list[float] = []
+    for chunk in batched(encoded, batch_size):
+        batch = collate_training(
+            chunk,
+            pad_id=tokenizer.pad_token_id,
+            padding_quantile=1.0,
+            max_length=cfg.tokenizer.max_length,
+        )
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
+        ).logits
+        losses.extend(per_sample_loss(logits, batch["labels"]).float().cpu().tolist())
+
+    prompts = [fmt.render(c, with_last_answer=False) for c in conversations]
+    targets = [c.answers[-1] for c in conversations]
+    prompt_ids = [encode_prompt(c, tokenizer, fmt, cfg.tokenizer.max_length) for c in conversations]
+    predictions: list[str] = []
+    for chunk in batched(prompt_ids, batch_size):
+        predictions.extend(generate_batch(model, tokenizer, chunk, cfg.prediction, device))
+    model.train(was_training)
+
+    metric = METRICS[cfg.prediction.metric]
+    scores = metric.score(predictions=predictions, targets=targets, sample_losses=losses)
+    return ValidationResult(prompts, targets, predictions, losses, scores)
