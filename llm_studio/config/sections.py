@@ -225,9 +225,7 @@ class AugmentationSection:
 
 @dataclass
 class PredictionSection:
-    metric: str = setting(
-        "BLEU", choices=("BLEU", "Perplexity", "GPT"), tip="Validation metric."
-    )
+    metric: str = setting("BLEU", choices=("BLEU", "Perplexity", "GPT"), tip="Validation metric.")
     metric_gpt_model: str = setting(
         "gpt-3.5-turbo-0301", free_text=True, shown_if={"metric": "GPT"}, tip="Judge model name."
     )
@@ -252,9 +250,7 @@ class PredictionSection:
     top_p: float = setting(
         1.0, range=(0.0, 1.0), step=0.05, tip="Sample from the smallest set of this mass."
     )
-    num_history: int = setting(
-        4, range=(0, 64), tip="Chat: how many earlier turns the model sees."
-    )
+    num_history: int = setting(4, range=(0, 64), tip="Chat: how many earlier turns the model sees.")
 
 
 @dataclass

@@ -94,7 +94,9 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> tuple[BaseConfig, list[str]]:
+def load_config(
+    path: str | Path, overrides: list[str] | None = None
+) -> tuple[BaseConfig, list[str]]:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} does not exist")
@@ -141,7 +143,9 @@ def parse_override_args(args: list[str]) -> dict[str, str]:
     while i < len(args):
         arg = args[i]
         if not arg.startswith("--"):
-            raise ConfigError(f"unexpected argument {arg!r}; overrides look like --section.key value")
+            raise ConfigError(
+                f"unexpected argument {arg!r}; overrides look like --section.key value"
+            )
         key = arg[2:]
         if "=" in key:
             key, value = key.split("=", 1)

@@ -50,7 +50,9 @@ class PromptFormat:
         out: list[Segment] = []
         if conv.system:
             out.append(
-                Segment(self.system_start + conv.system + (eos if self.eos_after_system else ""), False)
+                Segment(
+                    self.system_start + conv.system + (eos if self.eos_after_system else ""), False
+                )
             )
         last = len(conv.prompts) - 1
         for i, (prompt, answer) in enumerate(zip(conv.prompts, conv.answers)):

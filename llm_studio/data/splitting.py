@@ -47,9 +47,7 @@ def split_and_sample(cfg, seed: int) -> SplitData:
     return SplitData(train=train_convs, validation=val_convs)
 
 
-def _automatic_split(
-    df: pd.DataFrame, ds, rng: np.random.Generator
-) -> tuple[list[int], list[int]]:
+def _automatic_split(df: pd.DataFrame, ds, rng: np.random.Generator) -> tuple[list[int], list[int]]:
     roots = np.asarray(chain_roots(df, ds))
     groups = np.unique(roots)
     n_val = int(round(len(groups) * ds.validation_size))

@@ -42,7 +42,9 @@ def encode_for_training(
     ids = list(enc["input_ids"])
     starts = [start for start, _ in enc["offset_mapping"]]
     in_answer = [any(a <= s < b for a, b in answer_spans) for s in starts]
-    labels = [i if (ans or not mask_prompt_labels) else IGNORE_INDEX for i, ans in zip(ids, in_answer)]
+    labels = [
+        i if (ans or not mask_prompt_labels) else IGNORE_INDEX for i, ans in zip(ids, in_answer)
+    ]
 
     if len(ids) > max_length:
         last_start = answer_spans[-1][0] if answer_spans else len(text)

@@ -44,7 +44,9 @@ def merged_model(model: torch.nn.Module, reload_base=None) -> torch.nn.Module:
     """
     if not is_peft(model):
         return model
-    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
+    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(
+        model, "is_loaded_in_4bit", False
+    )
     if quantized:
         from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 

@@ -37,7 +37,9 @@ def compute_dtype_for(cfg, device: torch.device) -> torch.dtype:
     requested = cfg.architecture.backbone_dtype
     if device.type == "cpu":
         if requested in ("bfloat16", "float16"):
-            log.info("backbone_dtype %s: the CPU trains in float32 instead (far faster here)", requested)
+            log.info(
+                "backbone_dtype %s: the CPU trains in float32 instead (far faster here)", requested
+            )
         return torch.float32
     if requested in DTYPES:
         return DTYPES[requested]
@@ -105,7 +107,9 @@ def load_backbone(cfg, device: torch.device) -> LoadedBackbone:
         model = AutoModelForCausalLM.from_config(
             config, dtype=dtype, trust_remote_code=trust, attn_implementation=attn
         )
-    if not getattr(model, "is_loaded_in_8bit", False) and not getattr(model, "is_loaded_in_4bit", False):
+    if not getattr(model, "is_loaded_in_8bit", False) and not getattr(
+        model, "is_loaded_in_4bit", False
+    ):
         model.to(device)
     log.info("Loaded %s (%s, attention: %s)", cfg.llm_backbone, dtype, attn)
     return LoadedBackbone(model=model, tokenizer=tokenizer, compute_dtype=dtype)
@@ -134,7 +138,9 @@ def _matches(name: str, patterns: list[str]) -> bool:
 def prepare_for_training(model: torch.nn.Module, cfg) -> torch.nn.Module:
     """Wrap in LoRA/DoRA (or freeze layers) and turn on gradient checkpointing."""
     tr = cfg.training
-    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
+    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(
+        model, "is_loaded_in_4bit", False
+    )
     if quantized:
         from peft import prepare_model_for_kbit_training
 

@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     args, overrides = parser.parse_known_args(argv)
 
     status = ExperimentStatus(
-        state="running", pid=os.getpid(), pid_start_time=_process_start_time(), started_at=time.time()
+        state="running",
+        pid=os.getpid(),
+        pid_start_time=_process_start_time(),
+        started_at=time.time(),
     )
     folder: ExperimentFolder | None = None
     try:

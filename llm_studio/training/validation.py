@@ -70,7 +70,9 @@ class ValidationResult:
 
 
 @torch.no_grad()
-def validate(model, tokenizer, fmt, conversations, encoded, cfg, device, loss_fn) -> ValidationResult:
+def validate(
+    model, tokenizer, fmt, conversations, encoded, cfg, device, loss_fn
+) -> ValidationResult:
     was_training = model.training
     model.eval()
     batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size

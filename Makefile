@@ -1,0 +1,46 @@
+SHELL := /bin/bash
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SETUP_STAMP := $(VENV)/.setup-stamp
+DEMO_CONFIG := examples/example_demo.yaml
+DEMO_OUTPUT := output/user/demo
+
+.PHONY: setup lint format test llmstudio shell
+
+# Re-installs only when a requirements file is newer than the stamp.
+setup: $(SETUP_STAMP)
+	$(BIN)/python scripts/prepare_default_backbone.py
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch goes first on its own so that the rest resolves against the build already installed.
+$(SETUP_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -r requirements.txt -r requirements-dev.txt
+	touch $@
+
+lint:
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format:
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup
+	$(MAKE) --no-print-directory lint
+	$(BIN)/python -m pytest -q
+
+# Until the GUI exists this trains the demo experiment from the command line.
+llmstudio: setup
+	$(BIN)/python train.py -Y $(DEMO_CONFIG)
+	@echo
+	@echo "Chat with the demo model:"
+	@echo "  $(BIN)/python prompt.py -e $(DEMO_OUTPUT)"
+
+shell:
+	@echo "Activate the environment with:"
+	@echo "  . $(BIN)/activate"
