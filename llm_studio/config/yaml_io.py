@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from llm_studio.atomic import write_text_atomic
 from llm_studio.config.problem_types import PROBLEM_TYPES, SECTION_NAMES, BaseConfig
 from llm_studio.config.settings import ConfigError, coerce, field_types, spec_of
 
@@ -122,18 +121,7 @@ def save_config(cfg: BaseConfig, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(to_dict(cfg), sort_keys=True, allow_unicode=True)
-    write_atomic(path, text)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, text)
 
 
 def parse_override_args(args: list[str]) -> dict[str, str]:

@@ -30,6 +30,14 @@ def _text(value) -> str:
     return str(value)
 
 
+def _id_text(value) -> str:
+    """Ids compare as text; a numeric column read as float (because of empty parents) gives
+    1.0 for 1, so whole floats are written without the fraction."""
+    if isinstance(value, float) and not pd.isna(value) and value.is_integer():
+        return str(int(value))
+    return _text(value)
+
+
 def build_conversations(df: pd.DataFrame, dataset_cfg, source: str) -> list[Conversation]:
     """One conversation per row: the row's own turn, after the chain of its parents."""
     check_columns(df, dataset_cfg, source)
@@ -68,14 +76,14 @@ def build_conversations(df: pd.DataFrame, dataset_cfg, source: str) -> list[Conv
 def _parent_positions(df: pd.DataFrame, dataset_cfg, source: str) -> list[int | None]:
     if not dataset_cfg.parent_id_column:
         return [None] * len(df)
-    ids = df["id"].map(_text).tolist()
+    ids = df["id"].map(_id_text).tolist()
     position = {}
     for i, id_ in enumerate(ids):
         if id_ in position:
             raise DataError(f"{source}: id {id_!r} appears twice (rows {position[id_]} and {i})")
         position[id_] = i
     out: list[int | None] = []
-    for parent in df[dataset_cfg.parent_id_column].map(_text).tolist():
+    for parent in df[dataset_cfg.parent_id_column].map(_id_text).tolist():
         # A parent id that is not in this file starts a new chain, as a missing parent would.
         out.append(position.get(parent) if parent else None)
     return out

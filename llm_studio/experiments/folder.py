@@ -8,12 +8,12 @@ in whole lines, so a reader never sees half a record. No torch import here: the 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from llm_studio.atomic import write_text_atomic
 
 STATES = ("queued", "running", "finished", "failed", "stopped")
 
@@ -40,18 +40,6 @@ class ChartPoint:
     step: int
     value: float
     epoch: float
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ExperimentFolder:

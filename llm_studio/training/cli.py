@@ -87,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
         folder = ExperimentFolder(cfg.output_directory)
         folder.path.mkdir(parents=True, exist_ok=True)
         folder.logs.write_text("", encoding="utf-8")
-        folder.charts_file.unlink(missing_ok=True)
         setup_logging(folder.logs)
         for warning in warnings:
             log.warning("%s: %s", args.yaml, warning)

@@ -83,7 +83,9 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
         if cfg.environment.mixed_precision:
             log.info("mixed_precision: off, because this run is on the CPU (autocast needs a GPU)")
     use_amp = device.type == "cuda" and cfg.environment.mixed_precision
+    log.info("Device: %s", device)
     save_config(cfg, folder.cfg_yaml)
+    folder.charts_file.unlink(missing_ok=True)  # a rerun into the same folder starts fresh charts
 
     data = split_and_sample(cfg, cfg.environment.seed)
     log.info("Data: %d train and %d validation samples", len(data.train), len(data.validation))
@@ -112,16 +114,7 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
         padding_quantile=cfg.tokenizer.padding_quantile,
         max_length=cfg.tokenizer.max_length,
     )
-    shuffle_gen = torch.Generator().manual_seed(cfg.environment.seed)
-    train_loader = DataLoader(
-        train_samples,
-        batch_size=cfg.training.batch_size,
-        shuffle=True,
-        drop_last=cfg.training.drop_last_batch and len(train_samples) >= cfg.training.batch_size,
-        collate_fn=collate,
-        num_workers=cfg.environment.number_of_workers,
-        generator=shuffle_gen,
-    )
+    train_loader = build_train_loader(train_samples, cfg, collate)
 
     # --- schedule in batches ("steps"); the optimizer steps every grad_accumulation batches ---
     tr = cfg.training
@@ -135,7 +128,8 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
         warmup_steps=int(round(tr.warmup_epochs * batches_per_epoch / accumulation)),
         total_steps=max(1, math.ceil(total_steps / accumulation)),
     )
-    eval_every = max(1, int(round(tr.evaluation_epochs * batches_per_epoch)))
+    eval_every = tr.evaluation_epochs * batches_per_epoch  # in batches, may be fractional
+    next_eval = eval_every
     loss_fn = LOSSES[tr.loss_function]
     metric = METRICS[cfg.prediction.metric]
     mask_gen = torch.Generator().manual_seed(cfg.environment.seed + 1)
@@ -199,16 +193,13 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
             loss = loss_fn(logits, batch["labels"])
             (loss / accumulation).backward()
             step += 1
+            lr = optimizer.param_groups[0]["lr"]  # the rate this batch's update uses
             if step % accumulation == 0 or step == total_steps:
-                if tr.gradient_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), tr.gradient_clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
-                scheduler.step()
+                optimizer_step(model, optimizer, scheduler, tr.gradient_clip)
 
             epoch = step / batches_per_epoch
             folder.append_chart("train/loss", step, loss.item(), epoch)
-            folder.append_chart("train/lr", step, optimizer.param_groups[0]["lr"], epoch)
+            folder.append_chart("train/lr", step, lr, epoch)
             _update_status(folder, status, step, total_steps, epoch, started)
             if step % max(1, batches_per_epoch // 10) == 0 or step == total_steps:
                 log.info(
@@ -217,10 +208,12 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
                     step,
                     total_steps,
                     loss.item(),
-                    optimizer.param_groups[0]["lr"],
+                    lr,
                     _format_eta(status.eta_seconds),
                 )
-            if step % eval_every == 0 or step == total_steps:
+            if step >= next_eval - 1e-9 or step == total_steps:
+                while next_eval <= step + 1e-9:
+                    next_eval += eval_every
                 evaluate(step, epoch)
                 model.train()
         if stop.requested:
@@ -243,6 +236,30 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
         log.info("Final validation %s: %.4f", metric.name, last_result.metric_value)
     log.info("Experiment %s after %.1f s", status.state, time.time() - started)
     return status
+
+
+def build_train_loader(samples: list, cfg, collate) -> DataLoader:
+    """Shuffled with a generator seeded from the config, so a seed fixes the batch order."""
+    return DataLoader(
+        samples,
+        batch_size=cfg.training.batch_size,
+        shuffle=True,
+        drop_last=cfg.training.drop_last_batch and len(samples) >= cfg.training.batch_size,
+        collate_fn=collate,
+        num_workers=cfg.environment.number_of_workers,
+        generator=torch.Generator().manual_seed(cfg.environment.seed),
+    )
+
+
+def optimizer_step(model, optimizer, scheduler, gradient_clip: float) -> None:
+    """One update from the accumulated gradients; clipping first when gradient_clip > 0."""
+    if gradient_clip > 0:
+        torch.nn.utils.clip_grad_norm_(
+            [p for p in model.parameters() if p.requires_grad], gradient_clip
+        )
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    scheduler.step()
 
 
 def _mask_token_id(tokenizer) -> int:
