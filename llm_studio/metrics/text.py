@@ -1,16 +1,19 @@
 """Text-generation metrics, looked up by the name the config uses.
 
-Each metric takes the validation rows and returns one score per row; the experiment's value is
-their mean. `higher_is_better` tells checkpoint selection and the UI which way is good.
+Each metric takes the validation rows as keyword arguments (predictions, targets, prompts,
+sample_losses, prediction_cfg) and returns one score per row; the experiment's value is their mean. `higher_is_better` tells checkpoint selection and the UI which way is good.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from typing import Callable
 
 import sacrebleu
+
+log = logging.getLogger("llm_studio")
 
 
 @dataclass(frozen=True)
@@ -38,3 +41,24 @@ METRICS: dict[str, Metric] = {
         "Perplexity", higher_is_better=False, needs_generation=False, score=perplexity_scores
     ),
 }
+
+
+def _judge_scores(**rows) -> list[float]:
+    from llm_studio.metrics.judge import judge_scores
+
+    return judge_scores(**rows)
+
+
+METRICS["GPT"] = Metric("GPT", higher_is_better=True, needs_generation=True, score=_judge_scores)
+
+
+def resolve_metric(prediction_cfg) -> Metric:
+    """The metric a run uses: GPT falls back to BLEU, with a log line, when no judge is reachable."""
+    if prediction_cfg.metric == "GPT":
+        from llm_studio.metrics.judge import judge_unavailable_reason
+
+        reason = judge_unavailable_reason()
+        if reason:
+            log.warning("metric GPT: %s; using BLEU instead", reason)
+            return METRICS["BLEU"]
+    return METRICS[prediction_cfg.metric]

@@ -26,7 +26,7 @@ from llm_studio.data.tokenization import (
 )
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.export.checkpoint import save_checkpoint
-from llm_studio.metrics.text import METRICS
+from llm_studio.metrics.text import resolve_metric
 from llm_studio.models.backbone import (
     count_parameters,
     load_backbone,
@@ -131,7 +131,7 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
     eval_every = tr.evaluation_epochs * batches_per_epoch  # in batches, may be fractional
     next_eval = eval_every
     loss_fn = LOSSES[tr.loss_function]
-    metric = METRICS[cfg.prediction.metric]
+    metric = resolve_metric(cfg.prediction)
     mask_gen = torch.Generator().manual_seed(cfg.environment.seed + 1)
     mask_id = _mask_token_id(tokenizer)
 
@@ -142,7 +142,7 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
 
     def evaluate(step: int, epoch: float) -> None:
         nonlocal best_value, last_result
-        result = validate(model, tokenizer, fmt, data.validation, val_samples, cfg, device, loss_fn)
+        result = validate(model, tokenizer, fmt, data.validation, val_samples, cfg, device, metric)
         last_result = result
         folder.append_chart("validation/loss", step, result.loss, epoch)
         folder.append_chart(f"validation/{metric.name}", step, result.metric_value, epoch)

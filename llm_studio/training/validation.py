@@ -10,7 +10,7 @@ import torch
 
 from llm_studio.data.tokenization import collate_training, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
-from llm_studio.metrics.text import METRICS, Metric
+from llm_studio.metrics.text import Metric
 from llm_studio.models.generation import batched, generate_batch
 from llm_studio.training.losses import per_sample_loss
 
@@ -71,7 +71,7 @@ class ValidationResult:
 
 @torch.no_grad()
 def validate(
-    model, tokenizer, fmt, conversations, encoded, cfg, device, loss_fn
+    model, tokenizer, fmt, conversations, encoded, cfg, device, metric: Metric
 ) -> ValidationResult:
     was_training = model.training
     model.eval()
@@ -98,6 +98,11 @@ def validate(
         predictions.extend(generate_batch(model, tokenizer, chunk, cfg.prediction, device))
     model.train(was_training)
 
-    metric = METRICS[cfg.prediction.metric]
-    scores = metric.score(predictions=predictions, targets=targets, sample_losses=losses)
+    scores = metric.score(
+        predictions=predictions,
+        targets=targets,
+        prompts=[c.prompts[-1] for c in conversations],
+        sample_losses=losses,
+        prediction_cfg=cfg.prediction,
+    )
     return ValidationResult(prompts, targets, predictions, losses, scores)
