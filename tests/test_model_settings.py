@@ -334,8 +334,9 @@ def test_neftune_noise_only_in_training_and_removable(tiny_model_dir, tmp_path):
     with torch.no_grad():
         model.train()
         clean_train = model(input_ids=INPUT_IDS).logits
-        add_neftune_noise(model, 0.0)()  # alpha 0 adds nothing
+        remove_nothing = add_neftune_noise(model, 0.0)  # alpha 0 adds nothing
         assert torch.equal(model(input_ids=INPUT_IDS).logits, clean_train)
+        remove_nothing()
         model.eval()
         clean_eval = model(input_ids=INPUT_IDS).logits
 

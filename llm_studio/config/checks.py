@@ -62,8 +62,7 @@ _PENDING = {
     ("environment", "use_fsdp"): False,
 }
 _PENDING_CHOICES = {
-    ("prediction", "metric"): ("BLEU", "Perplexity"),
-    ("logging", "logger"): ("None",),
+    ("prediction", "metric"): ("BLEU", "Perplexity", "GPT"),
     ("training", "save_checkpoint"): ("last", "best", "each_evaluation_epoch", "disable"),
 }
 

@@ -99,3 +99,10 @@ def chain_roots(df: pd.DataFrame, dataset_cfg) -> list[int]:
             node, steps = parents[node], steps + 1
         roots.append(node)
     return roots
+
+
+def leaf_rows(df: pd.DataFrame, dataset_cfg) -> list[bool]:
+    """Rows that no other row continues: the ends of conversations (full chains)."""
+    parents = _parent_positions(df, dataset_cfg, "data")
+    continued = {p for p in parents if p is not None}
+    return [row not in continued for row in range(len(df))]

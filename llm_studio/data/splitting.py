@@ -7,7 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from llm_studio.data.conversations import build_conversations, chain_roots
+from llm_studio.data.conversations import build_conversations, chain_roots, leaf_rows
+from llm_studio.data.personalize import personalize
 from llm_studio.data.prompt_format import Conversation
 from llm_studio.data.readers import DataError, read_dataframe
 
@@ -23,13 +24,16 @@ def split_and_sample(cfg, seed: int) -> SplitData:
     rng = np.random.default_rng(seed)
     train_df = read_dataframe(ds.train_dataframe)
     train_convs = build_conversations(train_df, ds, ds.train_dataframe)
+    train_keep = _kept_rows(train_df, ds)
     if ds.validation_strategy == "custom":
         val_df = read_dataframe(ds.validation_dataframe)
         val_convs = build_conversations(val_df, ds, ds.validation_dataframe)
+        val_convs = [c for c, keep in zip(val_convs, _kept_rows(val_df, ds)) if keep]
+        train_convs = [c for c, keep in zip(train_convs, train_keep) if keep]
     else:
         train_rows, val_rows = _automatic_split(train_df, ds, rng)
-        val_convs = [train_convs[i] for i in val_rows]
-        train_convs = [train_convs[i] for i in train_rows]
+        val_convs = [train_convs[i] for i in val_rows if train_keep[i]]
+        train_convs = [train_convs[i] for i in train_rows if train_keep[i]]
 
     if "Train" in ds.data_sample_choice:
         train_convs = _sample(train_convs, ds.data_sample, rng)
@@ -37,6 +41,8 @@ def split_and_sample(cfg, seed: int) -> SplitData:
         val_convs = _sample(val_convs, ds.data_sample, rng)
     if cfg.training.train_validation_data:
         train_convs = train_convs + val_convs
+    if ds.personalize:
+        train_convs = personalize(train_convs, ds.chatbot_name, ds.chatbot_author)
     if not train_convs:
         raise DataError(f"{ds.train_dataframe}: no training rows left after the split and sampling")
     if not val_convs:
@@ -45,6 +51,13 @@ def split_and_sample(cfg, seed: int) -> SplitData:
             "or dataset.data_sample"
         )
     return SplitData(train=train_convs, validation=val_convs)
+
+
+def _kept_rows(df: pd.DataFrame, ds) -> list[bool]:
+    """limit_chained_samples keeps only whole conversations (rows no other row continues)."""
+    if ds.limit_chained_samples and ds.parent_id_column:
+        return leaf_rows(df, ds)
+    return [True] * len(df)
 
 
 def _automatic_split(df: pd.DataFrame, ds, rng: np.random.Generator) -> tuple[list[int], list[int]]:

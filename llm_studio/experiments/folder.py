@@ -83,6 +83,10 @@ class ExperimentFolder:
     def adapter_dir(self) -> Path:
         return self.path / "adapter_model"
 
+    @property
+    def resume_dir(self) -> Path:
+        return self.path / "resume"
+
     # --- status ---
     def write_status(self, status: ExperimentStatus) -> None:
         status.updated_at = time.time()
@@ -95,6 +99,16 @@ class ExperimentFolder:
             return None
         known = ExperimentStatus.__dataclass_fields__
         return ExperimentStatus(**{k: v for k, v in data.items() if k in known})
+
+    def current_status(self) -> ExperimentStatus | None:
+        """The status as a watcher should show it: a run whose process is gone is failed."""
+        status = self.read_status()
+        if status is None or status.state != "running":
+            return status
+        if not process_alive(status.pid, status.pid_start_time):
+            status.state = "failed"
+            status.error = status.error or "the training process ended without a word (killed?)"
+        return status
 
     # --- charts: one JSON object per line, appended ---
     def append_chart(self, name: str, step: int, value: float, epoch: float) -> None:
@@ -122,6 +136,27 @@ class ExperimentFolder:
         points, _ = self.read_charts()
         return [p for p in points if p.step >= step]
 
+    def truncate_charts_after(self, step: int) -> None:
+        """Drop points past `step`: a resumed run rewrites them."""
+        points, _ = self.read_charts()
+        kept = [p for p in points if p.step <= step]
+        write_text_atomic(self.charts_file, "".join(json.dumps(asdict(p)) + "\n" for p in kept))
+
     # --- insights ---
     def write_json(self, path: Path, data: Any) -> None:
         write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
+
+
+def process_alive(pid: int | None, start_time: float | None) -> bool:
+    """True when process `pid` exists and started at `start_time` (so it is not a reused PID)."""
+    if not pid:
+        return False
+    import psutil
+
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return start_time is None or abs(process.create_time() - start_time) < 1.0
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False

@@ -10,25 +10,15 @@ from pathlib import Path
 
 import torch
 
+from llm_studio.atomic import replace_dir
 from llm_studio.data.prompt_format import PromptFormat
+from llm_studio.models.backbone import is_quantized
 
 log = logging.getLogger(__name__)
 
 
 def is_peft(model: torch.nn.Module) -> bool:
     return hasattr(model, "peft_config")
-
-
-def _replace_dir(tmp: Path, dest: Path) -> None:
-    """Swap a fully written folder into place, so readers never see half a checkpoint."""
-    old = dest.with_name(f".{dest.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    if dest.exists():
-        dest.rename(old)
-    tmp.rename(dest)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def save_tokenizer(tokenizer, fmt: PromptFormat, dest: Path) -> None:
@@ -44,10 +34,7 @@ def merged_model(model: torch.nn.Module, reload_base=None) -> torch.nn.Module:
     """
     if not is_peft(model):
         return model
-    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(
-        model, "is_loaded_in_4bit", False
-    )
-    if quantized:
+    if is_quantized(model):
         from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
         base = reload_base()
@@ -70,6 +57,7 @@ def save_checkpoint(
 
     With LoRA, the adapter alone also goes to `adapter_dest` in PEFT format.
     """
+    model = getattr(model, "_orig_mod", model)  # torch.compile wraps the model; save the original
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
@@ -81,7 +69,7 @@ def save_checkpoint(
             generation_config.pad_token_id = tokenizer.pad_token_id
         merged.save_pretrained(tmp, safe_serialization=True)
         save_tokenizer(tokenizer, fmt, tmp)
-        _replace_dir(tmp, dest)
+        replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -89,7 +77,7 @@ def save_checkpoint(
         tmp = Path(tempfile.mkdtemp(dir=adapter_dest.parent, prefix=f".{adapter_dest.name}."))
         try:
             model.save_pretrained(tmp)
-            _replace_dir(tmp, adapter_dest)
+            replace_dir(tmp, adapter_dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

@@ -23,6 +23,14 @@ class Metric:
     needs_generation: bool
     score: Callable[..., list[float]]
 
+    def improves(self, value: float, best: float | None) -> bool:
+        """Whether `value` beats `best`; a NaN (nothing could be scored) never does."""
+        if math.isnan(value):
+            return False
+        if best is None or math.isnan(best):
+            return True
+        return value > best if self.higher_is_better else value < best
+
 
 def bleu_scores(predictions: list[str], targets: list[str], **_) -> list[float]:
     return [

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from llm_studio.config.settings import ConfigError
 from llm_studio.models.offline_backbone import resolve_backbone
 
 log = logging.getLogger(__name__)
@@ -46,51 +49,97 @@ def compute_dtype_for(cfg, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def load_tokenizer(cfg, path: str | None = None):
-    source = path or resolve_backbone(cfg.llm_backbone)
+def model_source(cfg) -> str:
+    """Where weights and tokenizer come from: a previous experiment's checkpoint when
+    `pretrained_weights` names one, else the backbone (a local copy when there is one)."""
+    previous = cfg.architecture.pretrained_weights
+    if not previous:
+        return resolve_backbone(cfg.llm_backbone)
+    for folder in (Path(previous) / "checkpoint", Path(previous)):
+        if (folder / "config.json").is_file():
+            return str(folder)
+    raise ConfigError(
+        f"architecture.pretrained_weights: {previous} holds no checkpoint "
+        "(expected an experiment folder with checkpoint/ or a model folder with config.json)"
+    )
+
+
+def prompt_answer_tokens(cfg) -> list[str]:
+    ds = cfg.dataset
+    texts = (ds.text_system_start, ds.text_prompt_start, ds.text_answer_separator)
+    return [t for t in texts if t]
+
+
+def load_tokenizer(cfg):
     tokenizer = AutoTokenizer.from_pretrained(
-        source,
-        revision=cfg.environment.huggingface_branch or None,
+        model_source(cfg),
+        revision=_revision(cfg),
         trust_remote_code=cfg.environment.trust_remote_code,
     )
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if tokenizer.eos_token is None:
-        raise ValueError(f"llm_backbone {cfg.llm_backbone}: the tokenizer has no EOS token")
+        raise ConfigError(f"llm_backbone {cfg.llm_backbone}: the tokenizer has no EOS token")
+    if cfg.tokenizer.add_prompt_answer_tokens:
+        tokenizer.add_tokens(prompt_answer_tokens(cfg))
     return tokenizer
+
+
+def _revision(cfg) -> str | None:
+    # A revision only means something for hub names; a local folder has just one version.
+    if cfg.architecture.pretrained_weights:
+        return None
+    return cfg.environment.huggingface_branch or None
 
 
 def attention_implementation(cfg, device: torch.device) -> str:
     wanted = cfg.training.attention_implementation
+    flash_installed = importlib.util.find_spec("flash_attn") is not None
+    if wanted == "flash_attention_2" and (device.type != "cuda" or not flash_installed):
+        missing = "a GPU" if device.type != "cuda" else "the flash-attn package"
+        raise ConfigError(
+            f"training.attention_implementation: flash_attention_2 needs {missing}; "
+            "use auto, sdpa or eager"
+        )
     if wanted != "auto":
         return wanted
-    if device.type == "cuda":
-        try:
-            import flash_attn  # noqa: F401
-
-            return "flash_attention_2"
-        except ImportError:
-            pass
-    return "sdpa"
+    return "flash_attention_2" if device.type == "cuda" and flash_installed else "sdpa"
 
 
 def load_backbone(cfg, device: torch.device) -> LoadedBackbone:
-    source = resolve_backbone(cfg.llm_backbone)
-    revision = cfg.environment.huggingface_branch or None
-    trust = cfg.environment.trust_remote_code
     dtype = compute_dtype_for(cfg, device)
     tokenizer = load_tokenizer(cfg)
+    attn = attention_implementation(cfg, device)
+    model = build_model(cfg, dtype, attn, len(tokenizer), quantize=True, device=device)
+    log.info("Loaded %s (%s, attention: %s)", model_source(cfg), dtype, attn)
+    return LoadedBackbone(model=model, tokenizer=tokenizer, compute_dtype=dtype)
 
+
+def build_model(
+    cfg,
+    dtype: torch.dtype,
+    attn: str,
+    vocab_size: int,
+    quantize: bool,
+    device: torch.device,
+) -> torch.nn.Module:
+    """The backbone with the config's dropout, quantization and vocabulary size.
+
+    Called again without quantization to fold a quantized run's adapter into float weights, so
+    everything here must come out the same both times (no randomness).
+    """
+    source = model_source(cfg)
+    revision = _revision(cfg)
+    trust = cfg.environment.trust_remote_code
     config = AutoConfig.from_pretrained(source, revision=revision, trust_remote_code=trust)
     for name in DROPOUT_ATTRIBUTES:
         if hasattr(config, name) and isinstance(getattr(config, name), float):
             setattr(config, name, cfg.architecture.intermediate_dropout)
     config.use_cache = False
-    attn = attention_implementation(cfg, device)
 
     if cfg.architecture.pretrained:
         kwargs = {}
-        quant = quantization_config(cfg, dtype)
+        quant = quantization_config(cfg, dtype) if quantize else None
         if quant is not None:
             kwargs["quantization_config"] = quant
             kwargs["device_map"] = {"": device}
@@ -107,12 +156,27 @@ def load_backbone(cfg, device: torch.device) -> LoadedBackbone:
         model = AutoModelForCausalLM.from_config(
             config, dtype=dtype, trust_remote_code=trust, attn_implementation=attn
         )
-    if not getattr(model, "is_loaded_in_8bit", False) and not getattr(
-        model, "is_loaded_in_4bit", False
-    ):
+    if vocab_size > model.get_input_embeddings().weight.shape[0]:
+        _grow_vocabulary(model, vocab_size)
+    if not is_quantized(model):
         model.to(device)
-    log.info("Loaded %s (%s, attention: %s)", cfg.llm_backbone, dtype, attn)
-    return LoadedBackbone(model=model, tokenizer=tokenizer, compute_dtype=dtype)
+    return model
+
+
+def _grow_vocabulary(model: torch.nn.Module, vocab_size: int) -> None:
+    """New token rows start at the mean of the old rows: deterministic, and a neutral start."""
+    old = model.get_input_embeddings().weight.shape[0]
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    with torch.no_grad():
+        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+            if layer is not None and layer.weight.shape[0] == vocab_size:
+                layer.weight[old:] = layer.weight[:old].float().mean(0).to(layer.weight.dtype)
+
+
+def is_quantized(model: torch.nn.Module) -> bool:
+    return bool(
+        getattr(model, "is_loaded_in_8bit", False) or getattr(model, "is_loaded_in_4bit", False)
+    )
 
 
 def quantization_config(cfg, compute_dtype: torch.dtype):
@@ -138,9 +202,7 @@ def _matches(name: str, patterns: list[str]) -> bool:
 def prepare_for_training(model: torch.nn.Module, cfg) -> torch.nn.Module:
     """Wrap in LoRA/DoRA (or freeze layers) and turn on gradient checkpointing."""
     tr = cfg.training
-    quantized = getattr(model, "is_loaded_in_8bit", False) or getattr(
-        model, "is_loaded_in_4bit", False
-    )
+    quantized = is_quantized(model)
     if quantized:
         from peft import prepare_model_for_kbit_training
 

@@ -39,7 +39,7 @@ def setup_logging(logfile: Path | None) -> None:
         file_handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")
         file_handler.setFormatter(formatter)
         root.addHandler(file_handler)
-    for noisy in ("httpx", "urllib3", "filelock"):
+    for noisy in ("httpx", "httpx2", "openai", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -73,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         description="Fine-tune a model from a YAML config; --section.key value overrides a setting.",
     )
     parser.add_argument("-Y", "--yaml", required=True, help="path to the experiment's cfg.yaml")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a stopped or crashed experiment from its last saved training state",
+    )
     args, overrides = parser.parse_known_args(argv)
 
     status = ExperimentStatus(
@@ -86,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg, warnings = load_config(args.yaml, overrides)
         folder = ExperimentFolder(cfg.output_directory)
         folder.path.mkdir(parents=True, exist_ok=True)
-        folder.logs.write_text("", encoding="utf-8")
+        if not args.resume:
+            folder.logs.write_text("", encoding="utf-8")
         setup_logging(folder.logs)
         for warning in warnings:
             log.warning("%s: %s", args.yaml, warning)
@@ -109,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        status = run_experiment(cfg, status, stop)
+        status = run_experiment(cfg, status, stop, resume=args.resume)
         return 0 if status.state == "finished" else 130
     except USER_ERRORS as exc:
         message = str(exc)

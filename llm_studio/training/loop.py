@@ -6,38 +6,44 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import os
 import random
+import signal
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from llm_studio.config.yaml_io import save_config
+from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.prompt_format import PromptFormat
 from llm_studio.data.splitting import split_and_sample
-from llm_studio.data.tokenization import (
-    collate_training,
-    encode_for_training,
-    mask_tokens,
-)
+from llm_studio.data.tokenization import collate_training, encode_for_training, mask_tokens
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
-from llm_studio.export.checkpoint import save_checkpoint
 from llm_studio.metrics.text import resolve_metric
-from llm_studio.models.backbone import (
-    count_parameters,
-    load_backbone,
-    prepare_for_training,
-)
+from llm_studio.models.backbone import count_parameters, load_backbone, prepare_for_training
 from llm_studio.models.neftune import add_neftune_noise
+from llm_studio.training.checkpointing import save_model
+from llm_studio.training.insights import write_train_insights
+from llm_studio.training.loggers import build_logger
 from llm_studio.training.losses import LOSSES
 from llm_studio.training.optimizers import build_optimizer, build_scheduler
-from llm_studio.training.validation import ValidationResult, validate
+from llm_studio.training.resume import (
+    TrainingPosition,
+    load_training_state,
+    save_training_state,
+)
+from llm_studio.training.validation import validate
 
 log = logging.getLogger("llm_studio")
+
+# Test hook: deliver this signal to ourselves after the given step ("SIGTERM:5"), to exercise
+# clean stops and crashes exactly where a test wants them.
+FAULT_ENV = "LLM_STUDIO_FAULT_AT_STEP"
 
 
 @dataclass
@@ -69,8 +75,15 @@ def pick_device(cfg) -> torch.device:
     return torch.device("cpu")
 
 
-def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) -> ExperimentStatus:
-    stop = stop or StopFlag()
+def run_experiment(
+    cfg, status: ExperimentStatus, stop: StopFlag | None = None, resume: bool = False
+) -> ExperimentStatus:
+    # Loggers register their close() here, so they are closed on failure too.
+    with ExitStack() as cleanup:
+        return _run(cfg, status, stop or StopFlag(), resume, cleanup)
+
+
+def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: ExitStack):
     folder = ExperimentFolder(cfg.output_directory)
     started = time.time()
 
@@ -78,22 +91,37 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
     cfg.environment.seed = set_seed(cfg.environment.seed)
     log.info("Seed: %d", cfg.environment.seed)
     device = pick_device(cfg)
-    if device.type == "cpu":
-        torch.set_num_threads(max(1, torch.get_num_threads()))
-        if cfg.environment.mixed_precision:
-            log.info("mixed_precision: off, because this run is on the CPU (autocast needs a GPU)")
-    use_amp = device.type == "cuda" and cfg.environment.mixed_precision
     log.info("Device: %s", device)
+    if device.type == "cpu" and cfg.environment.mixed_precision:
+        log.info("mixed_precision: off, because this run is on the CPU (autocast needs a GPU)")
+    use_amp = device.type == "cuda" and cfg.environment.mixed_precision
     save_config(cfg, folder.cfg_yaml)
-    folder.charts_file.unlink(missing_ok=True)  # a rerun into the same folder starts fresh charts
+    if not resume:
+        folder.charts_file.unlink(missing_ok=True)  # a rerun into the same folder starts afresh
+    chart_logger = build_logger(cfg, folder)  # after save_config: it logs the seed drawn for -1
+    cleanup.callback(chart_logger.close)
 
+    def chart(name: str, step: int, value: float, epoch: float) -> None:
+        folder.append_chart(name, step, value, epoch)
+        chart_logger.log(name, step, value)
+
+    # --- data ---
+    metric = resolve_metric(cfg.prediction)
     data = split_and_sample(cfg, cfg.environment.seed)
+    if metric.name == "GPT" and cfg.prediction.metric_gpt_template == "mt-bench":
+        from llm_studio.metrics.judge import mt_bench_conversations
+
+        data.validation = mt_bench_conversations()
+        log.info("metric_gpt_template mt-bench: validating on the mt-bench questions")
     log.info("Data: %d train and %d validation samples", len(data.train), len(data.validation))
+
+    # --- model ---
     backbone = load_backbone(cfg, device)
     tokenizer = backbone.tokenizer
     fmt = PromptFormat.from_config(cfg.dataset, tokenizer.eos_token)
     model = prepare_for_training(backbone.model, cfg)
     remove_noise = add_neftune_noise(model, cfg.augmentation.neftune_noise_alpha)
+    cleanup.callback(remove_noise)
     if cfg.environment.compile_model:
         model = torch.compile(model)
     trainable, total = count_parameters(model)
@@ -106,7 +134,7 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
         max_length=cfg.tokenizer.max_length,
         mask_prompt_labels=cfg.dataset.mask_prompt_labels,
     )
-    train_samples = [encode(c) for c in data.train]
+    train_samples = TrainingSamples(data.train, encode, cfg.augmentation, cfg.environment.seed)
     val_samples = [encode(c) for c in data.validation]
     collate = functools.partial(
         collate_training,
@@ -129,59 +157,59 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
         total_steps=max(1, math.ceil(total_steps / accumulation)),
     )
     eval_every = tr.evaluation_epochs * batches_per_epoch  # in batches, may be fractional
-    next_eval = eval_every
     loss_fn = LOSSES[tr.loss_function]
-    metric = resolve_metric(cfg.prediction)
     mask_gen = torch.Generator().manual_seed(cfg.environment.seed + 1)
     mask_id = _mask_token_id(tokenizer)
+    generators = {"token_mask": mask_gen}
 
+    position = TrainingPosition(next_eval=eval_every)
+    if resume:
+        position = load_training_state(folder.resume_dir, model, optimizer, scheduler, generators)
+        folder.truncate_charts_after(position.step)
+        log.info("Resuming at step %d of %d", position.step, total_steps)
     status.total_steps = total_steps
     folder.write_status(status)
-    best_value: float | None = None
-    last_result: ValidationResult | None = None
+
+    def save(dest=None, adapter=True) -> None:
+        save_model(model, tokenizer, fmt, cfg, folder, device, dest=dest, adapter=adapter)
 
     def evaluate(step: int, epoch: float) -> None:
-        nonlocal best_value, last_result
         result = validate(model, tokenizer, fmt, data.validation, val_samples, cfg, device, metric)
-        last_result = result
-        folder.append_chart("validation/loss", step, result.loss, epoch)
-        folder.append_chart(f"validation/{metric.name}", step, result.metric_value, epoch)
+        chart("validation/loss", step, result.loss, epoch)
+        chart(f"validation/{metric.name}", step, result.metric_value, epoch)
         result.write(folder, metric)
         log.info(
             "Validation at step %d (epoch %.2f): loss %.4f, %s %.4f",
-            step,
-            epoch,
-            result.loss,
-            metric.name,
-            result.metric_value,
+            *(step, epoch, result.loss, metric.name, result.metric_value),
         )
-        improved = best_value is None or (
-            result.metric_value > best_value
-            if metric.higher_is_better
-            else result.metric_value < best_value
-        )
+        improved = metric.improves(result.metric_value, position.best_value)
         if improved:
-            best_value = result.metric_value
+            position.best_value = result.metric_value
         if tr.save_checkpoint == "best" and improved:
-            _save(model, tokenizer, fmt, cfg, folder, device)
+            save()
         elif tr.save_checkpoint == "each_evaluation_epoch":
-            _save(model, tokenizer, fmt, cfg, folder, device)
-            snapshot = folder.path / f"checkpoint_epoch_{epoch:.2f}"
-            _save(model, tokenizer, fmt, cfg, folder, device, dest=snapshot, adapter=False)
+            save()
+            save(dest=folder.path / f"checkpoint_epoch_{epoch:.2f}", adapter=False)
+
+    def save_state() -> None:
+        save_training_state(folder.resume_dir, model, optimizer, scheduler, position, generators)
 
     # --- loop ---
-    step = 0
-    if tr.evaluate_before_training or tr.epochs == 0:
+    if (tr.evaluate_before_training or tr.epochs == 0) and position.step == 0:
         evaluate(0, 0.0)
     model.train()
-    first_batch_written = False
-    for epoch_index in range(tr.epochs):
-        for batch in train_loader:
+    for epoch_index in range(position.epoch_index, tr.epochs):
+        # Seeded per epoch, so a resumed run sees the same batches in the same order.
+        train_loader.generator.manual_seed(cfg.environment.seed + epoch_index)
+        train_samples.set_epoch(epoch_index)
+        skip = position.batch_in_epoch if epoch_index == position.epoch_index else 0
+        for batch_index, batch in enumerate(train_loader):
+            if batch_index < skip:
+                continue
             if stop.requested:
                 break
-            if not first_batch_written:
+            if position.step == 0:
                 write_train_insights(folder, batch, tokenizer)
-                first_batch_written = True
             batch = mask_tokens(batch, cfg.augmentation.token_mask_probability, mask_id, mask_gen)
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=backbone.compute_dtype, enabled=use_amp):
@@ -192,53 +220,55 @@ def run_experiment(cfg, status: ExperimentStatus, stop: StopFlag | None = None) 
                 ).logits
             loss = loss_fn(logits, batch["labels"])
             (loss / accumulation).backward()
-            step += 1
+            position.step += 1
+            step = position.step
             lr = optimizer.param_groups[0]["lr"]  # the rate this batch's update uses
             if step % accumulation == 0 or step == total_steps:
                 optimizer_step(model, optimizer, scheduler, tr.gradient_clip)
+            position.epoch_index, position.batch_in_epoch = epoch_index, batch_index + 1
 
             epoch = step / batches_per_epoch
-            folder.append_chart("train/loss", step, loss.item(), epoch)
-            folder.append_chart("train/lr", step, lr, epoch)
+            chart("train/loss", step, loss.item(), epoch)
+            chart("train/lr", step, lr, epoch)
             _update_status(folder, status, step, total_steps, epoch, started)
             if step % max(1, batches_per_epoch // 10) == 0 or step == total_steps:
                 log.info(
                     "epoch %.2f step %d/%d loss %.4f lr %.3g eta %s",
-                    epoch,
-                    step,
-                    total_steps,
-                    loss.item(),
-                    lr,
-                    _format_eta(status.eta_seconds),
+                    *(epoch, step, total_steps, loss.item(), lr, _format_eta(status.eta_seconds)),
                 )
-            if step >= next_eval - 1e-9 or step == total_steps:
-                while next_eval <= step + 1e-9:
-                    next_eval += eval_every
+            if step >= position.next_eval - 1e-9 or step == total_steps:
+                while position.next_eval <= step + 1e-9:
+                    position.next_eval += eval_every
                 evaluate(step, epoch)
                 model.train()
+                if step < total_steps:
+                    save_state()
+            _fault_hook(step)
         if stop.requested:
             break
 
-    remove_noise()
+    # --- the end: stopped or finished ---
     stopped = stop.requested
+    if stopped:
+        save_state()
+        log.info("Stopped at step %d; resume with train.py -Y cfg.yaml --resume", position.step)
     if tr.save_checkpoint == "last" or (stopped and tr.save_checkpoint != "disable"):
-        _save(model, tokenizer, fmt, cfg, folder, device)
+        save()
     elif tr.save_checkpoint == "best" and not folder.checkpoint_dir.exists():
-        _save(model, tokenizer, fmt, cfg, folder, device)
+        save()
     if tr.save_checkpoint == "disable":
         log.info("save_checkpoint: disable, so no model is saved; chat and export are unavailable")
+    chart_logger.close()  # flushed before the status says the run is over
 
     status.state = "stopped" if stopped else "finished"
     status.progress = status.progress if stopped else 1.0
     status.eta_seconds = 0.0
     folder.write_status(status)
-    if last_result is not None:
-        log.info("Final validation %s: %.4f", metric.name, last_result.metric_value)
     log.info("Experiment %s after %.1f s", status.state, time.time() - started)
     return status
 
 
-def build_train_loader(samples: list, cfg, collate) -> DataLoader:
+def build_train_loader(samples, cfg, collate) -> DataLoader:
     """Shuffled with a generator seeded from the config, so a seed fixes the batch order."""
     return DataLoader(
         samples,
@@ -269,29 +299,6 @@ def _mask_token_id(tokenizer) -> int:
     return 0
 
 
-def _save(model, tokenizer, fmt, cfg, folder, device, dest: Path | None = None, adapter=True):
-    def reload_base():
-        from transformers import AutoModelForCausalLM
-
-        from llm_studio.models.offline_backbone import resolve_backbone
-
-        return AutoModelForCausalLM.from_pretrained(
-            resolve_backbone(cfg.llm_backbone),
-            revision=cfg.environment.huggingface_branch or None,
-            trust_remote_code=cfg.environment.trust_remote_code,
-            dtype=torch.float32 if device.type == "cpu" else torch.bfloat16,
-        )
-
-    save_checkpoint(
-        model,
-        tokenizer,
-        fmt,
-        dest or folder.checkpoint_dir,
-        adapter_dest=folder.adapter_dir if adapter else None,
-        reload_base=reload_base,
-    )
-
-
 def _update_status(folder, status, step, total_steps, epoch, started) -> None:
     elapsed = time.time() - started
     status.step = step
@@ -307,24 +314,9 @@ def _format_eta(seconds: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
-def write_train_insights(folder: ExperimentFolder, batch: dict, tokenizer) -> None:
-    """The first batch as the model sees it: pieces of text, each marked masked or trained on."""
-    samples = []
-    for ids, labels, attention in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
-        pieces: list[dict] = []
-        for token_id, label, real in zip(ids.tolist(), labels.tolist(), attention.tolist()):
-            kind = "padding" if not real else ("trained" if label != -100 else "masked")
-            if pieces and pieces[-1]["kind"] == kind:
-                pieces[-1]["ids"].append(token_id)
-            else:
-                pieces.append({"kind": kind, "ids": [token_id]})
-        samples.append(
-            [
-                {"kind": p["kind"], "text": tokenizer.decode(p["ids"], skip_special_tokens=False)}
-                for p in pieces
-            ]
-        )
-    folder.write_json(
-        folder.train_insights,
-        {"shape": list(batch["input_ids"].shape), "samples": samples},
-    )
+def _fault_hook(step: int) -> None:
+    wanted = os.environ.get(FAULT_ENV)
+    if wanted:
+        name, _, at = wanted.partition(":")
+        if at and int(at) == step:
+            os.kill(os.getpid(), getattr(signal, name))

@@ -31,7 +31,7 @@ class ValidationResult:
 
     @property
     def metric_value(self) -> float:
-        return float(np.mean(self.scores))
+        return float(np.nanmean(self.scores))
 
     def frame(self, metric: Metric) -> pd.DataFrame:
         return pd.DataFrame(
@@ -49,7 +49,9 @@ class ValidationResult:
         tmp = folder.predictions_csv.with_name(f".{folder.predictions_csv.name}.tmp")
         df.to_csv(tmp, index=False)
         tmp.replace(folder.predictions_csv)
-        order = np.argsort(df[metric.name].to_numpy(), kind="stable")
+        scores = df[metric.name].to_numpy(dtype=float)
+        scored = np.flatnonzero(~np.isnan(scores))  # rows the metric could not score rank nowhere
+        order = scored[np.argsort(scores[scored], kind="stable")]
         if metric.higher_is_better:
             order = order[::-1]
         rng = np.random.default_rng(0)

@@ -1,0 +1,95 @@
+"""Training state for resuming: trainable weights, optimizer, scheduler, RNG states and the
+position in the data, written atomically into `<experiment>/resume/`."""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from llm_studio.atomic import replace_dir
+from llm_studio.config.settings import ConfigError
+
+
+@dataclass
+class TrainingPosition:
+    step: int = 0  # batches done in total
+    epoch_index: int = 0  # the epoch the next batch belongs to
+    batch_in_epoch: int = 0  # batches of that epoch already done
+    next_eval: float = 0.0
+    best_value: float | None = None
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad
+    }
+
+
+def save_training_state(
+    dest: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    position: TrainingPosition,
+    generators: dict[str, torch.Generator],
+) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    save_file(_trainable(model), tmp / "trainable.safetensors")
+    torch.save(
+        {
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": {
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                "generators": {k: g.get_state() for k, g in generators.items()},
+            },
+        },
+        tmp / "state.pt",
+    )
+    (tmp / "position.json").write_text(json.dumps(asdict(position)))
+    replace_dir(tmp, dest)
+
+
+def load_training_state(
+    src: Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    generators: dict[str, torch.Generator],
+) -> TrainingPosition:
+    if not (src / "position.json").is_file():
+        raise ConfigError(
+            f"--resume: {src.parent} has no saved training state yet "
+            "(it is written at each validation and when a run is stopped)"
+        )
+    weights = load_file(src / "trainable.safetensors")
+    params = dict(model.named_parameters())
+    missing = [n for n in weights if n not in params]
+    if missing:
+        raise ConfigError(f"--resume: the saved state does not fit this model ({missing[0]})")
+    with torch.no_grad():
+        for name, value in weights.items():
+            params[name].copy_(value.to(params[name].device))
+    state = torch.load(src / "state.pt", map_location="cpu", weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng = state["rng"]
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    torch.set_rng_state(rng["torch"])
+    if rng["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    for name, generator in generators.items():
+        generator.set_state(rng["generators"][name])
+    return TrainingPosition(**json.loads((src / "position.json").read_text()))
