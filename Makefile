@@ -7,7 +7,7 @@ SETUP_STAMP := $(VENV)/.setup-stamp
 DEMO_CONFIG := examples/example_demo.yaml
 DEMO_OUTPUT := output/user/demo
 
-.PHONY: setup lint format test llmstudio shell
+.PHONY: setup lint format test llmstudio shell bench
 
 # Re-installs only when a requirements file is newer than the stamp.
 setup: $(SETUP_STAMP)
@@ -44,3 +44,7 @@ llmstudio: setup
 shell:
 	@echo "Activate the environment with:"
 	@echo "  . $(BIN)/activate"
+
+# Benchmarks print a ratio against a baseline run in the same process; they assert nothing.
+bench: setup
+	$(BIN)/python bench/bench_padding.py

@@ -29,6 +29,8 @@ COVERAGE = {
     "dataset.prompt_column_separator": D
     + "test_several_prompt_columns_are_joined_with_the_separator",
     "dataset.answer_column": D + "test_missing_answer_column_names_column_and_setting",
+    "dataset.num_classes": "tests/test_classification.py::"
+    + "test_num_classes_is_inferred_and_an_override_sizes_the_head",
     "dataset.parent_id_column": D + "test_parent_chains_build_growing_conversations",
     "dataset.text_system_start": D + "test_format_texts_appear_in_the_encoded_sample",
     "dataset.text_prompt_start": D + "test_format_texts_appear_in_the_encoded_sample",
@@ -37,6 +39,10 @@ COVERAGE = {
     "dataset.add_eos_token_to_prompt": D + "test_each_eos_flag_adds_one_eos_in_its_place",
     "dataset.add_eos_token_to_answer": D + "test_each_eos_flag_adds_one_eos_in_its_place",
     "dataset.mask_prompt_labels": D + "test_unmasked_labels_cover_every_token",
+    "dataset.rejected_prompt_column": "tests/test_dpo.py::"
+    + "test_rejected_prompt_column_is_the_rejected_sides_prompt",
+    "dataset.rejected_answer_column": "tests/test_dpo.py::"
+    + "test_missing_rejected_answer_column_is_a_clean_data_error",
     "dataset.limit_chained_samples": X
     + "test_limit_chained_samples_keeps_only_whole_conversations",
     "dataset.personalize": X + "test_personalize_renames_the_assistant_and_adds_identity_turns",
@@ -87,6 +93,8 @@ COVERAGE = {
     "training.evaluate_before_training": X
     + "test_evaluate_before_training_adds_a_validation_at_step_zero",
     "training.train_validation_data": T + "test_train_validation_data_trains_on_both",
+    "training.beta": "tests/test_dpo.py::test_beta_and_simpo_gamma_settings_reach_the_loss",
+    "training.simpo_gamma": "tests/test_dpo.py::test_beta_and_simpo_gamma_settings_reach_the_loss",
     "augmentation.token_mask_probability": D
     + "test_mask_tokens_replaces_about_half_of_the_real_tokens",
     "augmentation.skip_parent_probability": X

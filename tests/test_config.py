@@ -103,7 +103,7 @@ def test_wrong_value_raises_config_error_naming_key_value_and_allowed(
 
 
 def test_unknown_problem_type_lists_known_ones(tmp_path):
-    path = write_guide(tmp_path, problem_type="text_sequence_to_sequence_modeling")
+    path = write_guide(tmp_path, problem_type="text_telepathy_modeling")
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "text_sequence_to_sequence_modeling" in str(info.value)
@@ -364,3 +364,26 @@ def test_every_guide_section_key_is_a_declared_setting():
                 assert f"{name}.{key}" in declared
         else:
             assert name in declared
+
+
+def test_implemented_settings_pass_the_checks_and_fsdp_is_refused():
+    from llm_studio.config.checks import check_config
+
+    cfg, _ = load_config(GUIDE_YAML)
+    cfg.environment.gpus = []
+    cfg.dataset.parent_id_column = "parent_id"
+    cfg.dataset.personalize = True
+    cfg.dataset.limit_chained_samples = True
+    cfg.tokenizer.add_prompt_answer_tokens = True
+    cfg.architecture.pretrained_weights = "output/user/previous"
+    cfg.augmentation.skip_parent_probability = 0.2
+    cfg.augmentation.random_parent_probability = 0.2
+    cfg.prediction.metric = "GPT"
+    cfg.logging.logger = "TensorBoard"
+    cfg.training.save_checkpoint = "best"
+    assert check_config(cfg, gpu_count=0).errors == []
+    cfg.environment.use_fsdp = True
+    assert check_config(cfg, gpu_count=0).errors == [
+        "environment.use_fsdp: True is not supported yet "
+        "(use false: FSDP arrives with distributed training)"
+    ]

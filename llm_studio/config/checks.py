@@ -39,40 +39,20 @@ def check_config(cfg: BaseConfig, gpu_count: int) -> CheckResult:
         err(f"environment.gpus: {len(env.gpus)} GPU(s) asked for, but {where}")
     if tr.lora and tr.freeze_layers:
         err("training.freeze_layers: only available without LoRA; use lora_unfreeze_layers")
-    if cfg.prediction.do_sample and cfg.prediction.temperature == 0:
+    prediction = cfg.prediction
+    if getattr(prediction, "do_sample", False) and prediction.temperature == 0:
         warn("prediction.temperature: 0 with do_sample makes sampling greedy; raising it to 1e-3")
     if tr.save_checkpoint == "best" and tr.evaluation_epochs > tr.epochs > 0:
         warn("training.save_checkpoint: best needs an evaluation; evaluation_epochs > epochs")
     if tr.epochs == 0 and tr.lora:
         warn("training.epochs: 0 evaluates the backbone as it is; LoRA adapters stay empty")
-    for key, value, default in _not_yet_supported(cfg):
-        err(f"{key}: {value!r} is not supported yet (only {default!r})")
+    for key, value, allowed in _not_yet_supported(cfg):
+        err(f"{key}: {value!r} is not supported yet (use {allowed})")
     return result
 
 
-# Settings the guide documents whose behaviour lands with the all-settings issue. Until then a
-# non-default value is refused instead of silently ignored.
-_PENDING = {
-    ("architecture", "pretrained_weights"): "",
-    ("tokenizer", "add_prompt_answer_tokens"): False,
-    ("augmentation", "skip_parent_probability"): 0.0,
-    ("augmentation", "random_parent_probability"): 0.0,
-    ("dataset", "personalize"): False,
-    ("dataset", "limit_chained_samples"): False,
-    ("environment", "use_fsdp"): False,
-}
-_PENDING_CHOICES = {
-    ("prediction", "metric"): ("BLEU", "Perplexity", "GPT"),
-    ("training", "save_checkpoint"): ("last", "best", "each_evaluation_epoch", "disable"),
-}
-
-
 def _not_yet_supported(cfg: BaseConfig):
-    for (sec, key), default in _PENDING.items():
-        value = getattr(getattr(cfg, sec), key)
-        if value != default:
-            yield f"{sec}.{key}", value, default
-    for (sec, key), allowed in _PENDING_CHOICES.items():
-        value = getattr(getattr(cfg, sec), key)
-        if value not in allowed:
-            yield f"{sec}.{key}", value, " or ".join(allowed)
+    """Settings declared for configs users already have, whose engine arrives later: a
+    non-default value is refused instead of silently ignored."""
+    if cfg.environment.use_fsdp:
+        yield "environment.use_fsdp", True, "false: FSDP arrives with distributed training"

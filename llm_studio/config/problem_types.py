@@ -1,68 +1,27 @@
-"""One config class per problem type, on a shared base; `problem_type` in YAML picks the class."""
+"""The problem types, by the name `problem_type` takes in YAML; each picks its config class."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from llm_studio.config.sections import (
-    ArchitectureSection,
-    AugmentationSection,
-    DatasetSection,
-    EnvironmentSection,
-    LoggingSection,
-    PredictionSection,
-    TokenizerSection,
-    TrainingSection,
-)
-from llm_studio.config.settings import section, setting
-
-SECTION_NAMES = (
-    "dataset",
-    "tokenizer",
-    "architecture",
-    "training",
-    "augmentation",
-    "prediction",
-    "environment",
-    "logging",
-)
-
-
-@dataclass
-class BaseConfig:
-    """Settings every problem type has. Subclasses set `problem_type` and may swap sections."""
-
-    problem_type: str = setting("", tip="What kind of model to train.")
-    experiment_name: str = setting("experiment", tip="Name of the experiment.")
-    llm_backbone: str = setting(
-        "HuggingFaceTB/SmolLM2-135M-Instruct",
-        free_text=True,
-        tip="Hub name or local folder of the pretrained model to fine-tune.",
-    )
-    output_directory: str = setting(
-        "output/user/experiment", tip="Folder the experiment writes everything to."
-    )
-    dataset: DatasetSection = section(DatasetSection)
-    tokenizer: TokenizerSection = section(TokenizerSection)
-    architecture: ArchitectureSection = section(ArchitectureSection)
-    training: TrainingSection = section(TrainingSection)
-    augmentation: AugmentationSection = section(AugmentationSection)
-    prediction: PredictionSection = section(PredictionSection)
-    environment: EnvironmentSection = section(EnvironmentSection)
-    logging: LoggingSection = section(LoggingSection)
-
-
-@dataclass
-class CausalLMConfig(BaseConfig):
-    problem_type: str = setting(
-        "text_causal_language_modeling", tip="Causal Language Modeling: fine-tune a chat LLM."
-    )
-
+from llm_studio.config.base import SECTION_NAMES, BaseConfig
+from llm_studio.config.causal_lm import CausalLMConfig
+from llm_studio.config.classification import ClassificationConfig, RegressionConfig
+from llm_studio.config.dpo import DPOConfig
+from llm_studio.config.seq2seq import Seq2SeqConfig
 
 PROBLEM_TYPES: dict[str, type[BaseConfig]] = {
     "text_causal_language_modeling": CausalLMConfig,
+    "text_dpo_modeling": DPOConfig,
+    "text_sequence_to_sequence_modeling": Seq2SeqConfig,
+    "text_causal_classification_modeling": ClassificationConfig,
+    "text_causal_regression_modeling": RegressionConfig,
 }
 
 PROBLEM_TYPE_LABELS = {
     "text_causal_language_modeling": "Causal Language Modeling",
+    "text_dpo_modeling": "DPO Modeling",
+    "text_sequence_to_sequence_modeling": "Sequence To Sequence Modeling",
+    "text_causal_classification_modeling": "Causal Classification Modeling",
+    "text_causal_regression_modeling": "Causal Regression Modeling",
 }
+
+__all__ = ["PROBLEM_TYPES", "PROBLEM_TYPE_LABELS", "SECTION_NAMES", "BaseConfig", "CausalLMConfig"]

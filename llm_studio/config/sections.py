@@ -17,7 +17,9 @@ SAVE_CHECKPOINT = ("last", "best", "each_evaluation_epoch", "disable")
 
 
 @dataclass
-class DatasetSection:
+class DataSourceSection:
+    """Where the data comes from and how prompts are written: shared by every problem type."""
+
     train_dataframe: str = setting(
         "", tip="A .csv, .pq/.parquet or .json/.jsonl file with the training records."
     )
@@ -60,12 +62,6 @@ class DatasetSection:
     prompt_column_separator: str = setting(
         "\n\n", tip="Joins several prompt columns; ignored with a single prompt column."
     )
-    answer_column: str = setting("output", tip="Column with the expected answer.")
-    parent_id_column: Optional[str] = setting(
-        None,
-        optional=True,
-        tip="Column naming the `id` of the previous turn, to train on chained conversations.",
-    )
     text_system_start: str = setting("<|system|>", tip="Text put before the system text.")
     text_prompt_start: str = setting("<|prompt|>", tip="Text put before each prompt.")
     text_answer_separator: str = setting(
@@ -73,23 +69,41 @@ class DatasetSection:
     )
     add_eos_token_to_system: bool = setting(True, tip="End the system text with the EOS token.")
     add_eos_token_to_prompt: bool = setting(True, tip="End each prompt with the EOS token.")
-    add_eos_token_to_answer: bool = setting(True, tip="End each answer with the EOS token.")
-    mask_prompt_labels: bool = setting(
-        True, tip="Train only on the answers: the loss ignores system and prompt tokens."
+
+
+@dataclass
+class ChatDatasetSection(DataSourceSection):
+    """Problem types that learn to write answers, possibly over chained conversations."""
+
+    answer_column: str = setting("output", tip="Column with the expected answer.")
+    parent_id_column: Optional[str] = setting(
+        None,
+        optional=True,
+        tip="Column naming the `id` of the previous turn, to train on chained conversations.",
     )
+    add_eos_token_to_answer: bool = setting(True, tip="End each answer with the EOS token.")
     limit_chained_samples: bool = setting(
         False,
         shown_if={"parent_id_column": "__set__"},
         tip="Train only on full conversations instead of on every turn of a chain.",
     )
     personalize: bool = setting(
-        False, tip="Replace the backbone's own name and author in the data with yours."
+        False, tip="Replace the assistant's name and author in the data with yours."
     )
     chatbot_name: str = setting(
         "h2oGPT", shown_if={"personalize": True}, tip="The name the model gives itself."
     )
     chatbot_author: str = setting(
         "H2O.ai", shown_if={"personalize": True}, tip="The author the model names."
+    )
+
+
+@dataclass
+class DatasetSection(ChatDatasetSection):
+    """Causal language modeling's dataset settings."""
+
+    mask_prompt_labels: bool = setting(
+        True, tip="Train only on the answers: the loss ignores system and prompt tokens."
     )
 
 

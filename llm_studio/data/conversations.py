@@ -74,7 +74,7 @@ def build_conversations(df: pd.DataFrame, dataset_cfg, source: str) -> list[Conv
 
 
 def _parent_positions(df: pd.DataFrame, dataset_cfg, source: str) -> list[int | None]:
-    if not dataset_cfg.parent_id_column:
+    if not getattr(dataset_cfg, "parent_id_column", None):  # label types have no chains
         return [None] * len(df)
     ids = df["id"].map(_id_text).tolist()
     position = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,15 +20,17 @@ class SplitData:
     validation: list[Conversation]
 
 
-def split_and_sample(cfg, seed: int) -> SplitData:
+def split_and_sample(cfg, seed: int, task=None) -> SplitData:
+    """Items per row (the task's kind; conversations by default), split and sampled."""
     ds = cfg.dataset
     rng = np.random.default_rng(seed)
+    build = task.build_items if task else functools.partial(build_conversations, dataset_cfg=ds)
     train_df = read_dataframe(ds.train_dataframe)
-    train_convs = build_conversations(train_df, ds, ds.train_dataframe)
+    train_convs = build(train_df, source=ds.train_dataframe)
     train_keep = _kept_rows(train_df, ds)
     if ds.validation_strategy == "custom":
         val_df = read_dataframe(ds.validation_dataframe)
-        val_convs = build_conversations(val_df, ds, ds.validation_dataframe)
+        val_convs = build(val_df, source=ds.validation_dataframe)
         val_convs = [c for c, keep in zip(val_convs, _kept_rows(val_df, ds)) if keep]
         train_convs = [c for c, keep in zip(train_convs, train_keep) if keep]
     else:
@@ -41,8 +44,12 @@ def split_and_sample(cfg, seed: int) -> SplitData:
         val_convs = _sample(val_convs, ds.data_sample, rng)
     if cfg.training.train_validation_data:
         train_convs = train_convs + val_convs
-    if ds.personalize:
-        train_convs = personalize(train_convs, ds.chatbot_name, ds.chatbot_author)
+    if getattr(ds, "personalize", False):
+        train_convs = (
+            task.personalize(train_convs)
+            if task
+            else personalize(train_convs, ds.chatbot_name, ds.chatbot_author)
+        )
     if not train_convs:
         raise DataError(f"{ds.train_dataframe}: no training rows left after the split and sampling")
     if not val_convs:
@@ -55,7 +62,7 @@ def split_and_sample(cfg, seed: int) -> SplitData:
 
 def _kept_rows(df: pd.DataFrame, ds) -> list[bool]:
     """limit_chained_samples keeps only whole conversations (rows no other row continues)."""
-    if ds.limit_chained_samples and ds.parent_id_column:
+    if getattr(ds, "limit_chained_samples", False) and getattr(ds, "parent_id_column", None):
         return leaf_rows(df, ds)
     return [True] * len(df)
 

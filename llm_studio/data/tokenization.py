@@ -104,9 +104,18 @@ def collate_prompts(prompts: list[list[int]], pad_id: int) -> dict[str, torch.Te
 def mask_tokens(
     batch: dict[str, torch.Tensor], probability: float, mask_id: int, generator: torch.Generator
 ) -> dict[str, torch.Tensor]:
-    """Token-mask augmentation: replace real input tokens (never the labels) by the mask token."""
+    """Token-mask augmentation: replace real input tokens (never the labels) by the mask token.
+
+    Applies to every `*input_ids` tensor of the batch (DPO batches carry chosen and rejected).
+    """
     if probability <= 0:
         return batch
-    noise = torch.rand(batch["input_ids"].shape, generator=generator)
-    replace = (noise < probability) & batch["attention_mask"].bool()
-    return {**batch, "input_ids": batch["input_ids"].masked_fill(replace, mask_id)}
+    out = dict(batch)
+    for key in batch:
+        if not key.endswith("input_ids"):
+            continue
+        ids = batch[key]
+        attention = batch[key.replace("input_ids", "attention_mask")]
+        noise = torch.rand(ids.shape, generator=generator)
+        out[key] = ids.masked_fill((noise < probability) & attention.bool(), mask_id)
+    return out

@@ -70,3 +70,8 @@ def resolve_metric(prediction_cfg) -> Metric:
             log.warning("metric GPT: %s; using BLEU instead", reason)
             return METRICS["BLEU"]
     return METRICS[prediction_cfg.metric]
+
+
+# The label problem types' metrics (AUC, Accuracy, LogLoss, MSE, MAE) register themselves in
+# METRICS; imported last, so that module finds Metric and METRICS whichever is imported first.
+import llm_studio.metrics.classification  # noqa: E402, F401, I001

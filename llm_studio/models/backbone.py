@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+import transformers
+from transformers import AutoConfig, AutoTokenizer
 
 from llm_studio.config.settings import ConfigError
 from llm_studio.models.offline_backbone import resolve_backbone
@@ -25,7 +26,24 @@ DROPOUT_ATTRIBUTES = (
     "embd_pdrop",
     "attn_pdrop",
     "dropout",
+    "dropout_rate",  # T5
+    "activation_dropout",  # BART
 )
+
+
+# The transformers auto class and PEFT task type of each problem type's backbone.
+ENCODER_DECODER = "text_sequence_to_sequence_modeling"
+
+
+def auto_model_class(cfg):
+    name = (
+        "AutoModelForSeq2SeqLM" if cfg.problem_type == ENCODER_DECODER else "AutoModelForCausalLM"
+    )
+    return getattr(transformers, name)
+
+
+def peft_task_type(cfg) -> str:
+    return "SEQ_2_SEQ_LM" if cfg.problem_type == ENCODER_DECODER else "CAUSAL_LM"
 
 
 @dataclass
@@ -143,7 +161,7 @@ def build_model(
         if quant is not None:
             kwargs["quantization_config"] = quant
             kwargs["device_map"] = {"": device}
-        model = AutoModelForCausalLM.from_pretrained(
+        model = auto_model_class(cfg).from_pretrained(
             source,
             config=config,
             revision=revision,
@@ -153,7 +171,7 @@ def build_model(
             **kwargs,
         )
     else:
-        model = AutoModelForCausalLM.from_config(
+        model = auto_model_class(cfg).from_config(
             config, dtype=dtype, trust_remote_code=trust, attn_implementation=attn
         )
     if vocab_size > model.get_input_embeddings().weight.shape[0]:
@@ -223,7 +241,7 @@ def prepare_for_training(model: torch.nn.Module, cfg) -> torch.nn.Module:
             target_modules=targets or "all-linear",
             use_dora=tr.use_dora,
             bias="none",
-            task_type="CAUSAL_LM",
+            task_type=peft_task_type(cfg),
         )
         model = get_peft_model(model, lora_config)
         if tr.lora_unfreeze_layers:

@@ -23,12 +23,19 @@ class ChatSession:
 
     @classmethod
     def from_experiment(cls, path: str | Path, device: str = "cpu") -> ChatSession:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from llm_studio.models.backbone import auto_model_class
 
         folder = ExperimentFolder(path)
         if not folder.cfg_yaml.is_file():
             raise ConfigError(f"{folder.path}: not an experiment folder (no cfg.yaml)")
         cfg, _ = load_config(folder.cfg_yaml)
+        if not hasattr(cfg.prediction, "max_length_inference"):
+            raise ConfigError(
+                f"{folder.path}: a {cfg.problem_type} experiment predicts labels, not text, "
+                "so there is nothing to chat with; see docs/classification.md to predict"
+            )
         if not (folder.checkpoint_dir / "config.json").is_file():
             why = (
                 "save_checkpoint is 'disable'"
@@ -37,7 +44,7 @@ class ChatSession:
             )
             raise ConfigError(f"{folder.path}: no checkpoint to chat with, because {why}")
         tokenizer = AutoTokenizer.from_pretrained(folder.checkpoint_dir)
-        model = AutoModelForCausalLM.from_pretrained(folder.checkpoint_dir, dtype=torch.float32)
+        model = auto_model_class(cfg).from_pretrained(folder.checkpoint_dir, dtype=torch.float32)
         model.to(device).eval()
         return cls(model=model, tokenizer=tokenizer, prediction=cfg.prediction)
 
@@ -62,7 +69,9 @@ class ChatSession:
         output = self.model.generate(
             **inputs, **generation_kwargs(self.prediction, self.tokenizer), streamer=streamer
         )
-        new_tokens = output[0, inputs["input_ids"].shape[1] :]
+        # A decoder-only model continues the prompt; an encoder-decoder writes only the answer.
+        start = 0 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
+        new_tokens = output[0, start:]
         answer = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         answer = cut_at_stop(answer, self.prediction).strip()
         self.history.append((question, answer))

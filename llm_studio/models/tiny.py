@@ -117,3 +117,49 @@ def build_tiny_llama(
     model.save_pretrained(dest)
     tokenizer.save_pretrained(dest)
     return dest
+
+
+def build_tiny_t5(
+    dest: Path,
+    *,
+    vocab_size: int = 512,
+    d_model: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    seed: int = 0,
+) -> Path:
+    """Save a random-weight `T5ForConditionalGeneration` and the tiny tokenizer into `dest`.
+
+    An encoder-decoder for sequence-to-sequence tests: gated-GELU feed-forward as in flan-t5,
+    the output head tied to the embeddings and its input scaled by d_model**-0.5 (so random
+    weights start near the uniform loss), and the decoder starting from the pad token.
+    Deterministic for a given seed; the global torch RNG is left as it was. Returns `dest`.
+    """
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    tokenizer = build_tiny_tokenizer(vocab_size)
+    config = T5Config(
+        vocab_size=len(tokenizer),
+        d_model=d_model,
+        d_kv=d_model // num_heads,
+        d_ff=4 * d_model,
+        num_layers=num_layers,
+        num_decoder_layers=num_layers,
+        num_heads=num_heads,
+        dropout_rate=0.0,
+        feed_forward_proj="gated-gelu",
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = T5ForConditionalGeneration(config)
+    model.eval()
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest

@@ -3,7 +3,6 @@ validation -> checkpoint. Everything a watcher needs is written to the experimen
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
 import os
@@ -19,25 +18,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from llm_studio.config.yaml_io import save_config
-from llm_studio.data.augmentation import TrainingSamples
-from llm_studio.data.prompt_format import PromptFormat
 from llm_studio.data.splitting import split_and_sample
-from llm_studio.data.tokenization import collate_training, encode_for_training, mask_tokens
+from llm_studio.data.tokenization import mask_tokens
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.metrics.text import resolve_metric
-from llm_studio.models.backbone import count_parameters, load_backbone, prepare_for_training
+from llm_studio.models.backbone import count_parameters
 from llm_studio.models.neftune import add_neftune_noise
-from llm_studio.training.checkpointing import save_model
-from llm_studio.training.insights import write_train_insights
 from llm_studio.training.loggers import build_logger
-from llm_studio.training.losses import LOSSES
 from llm_studio.training.optimizers import build_optimizer, build_scheduler
 from llm_studio.training.resume import (
     TrainingPosition,
     load_training_state,
     save_training_state,
 )
-from llm_studio.training.validation import validate
+from llm_studio.training.tasks import build_task
 
 log = logging.getLogger("llm_studio")
 
@@ -106,8 +100,9 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
         chart_logger.log(name, step, value)
 
     # --- data ---
+    task = build_task(cfg, device)
     metric = resolve_metric(cfg.prediction)
-    data = split_and_sample(cfg, cfg.environment.seed)
+    data = split_and_sample(cfg, cfg.environment.seed, task)
     if metric.name == "GPT" and cfg.prediction.metric_gpt_template == "mt-bench":
         from llm_studio.metrics.judge import mt_bench_conversations
 
@@ -116,33 +111,16 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
     log.info("Data: %d train and %d validation samples", len(data.train), len(data.validation))
 
     # --- model ---
-    backbone = load_backbone(cfg, device)
-    tokenizer = backbone.tokenizer
-    fmt = PromptFormat.from_config(cfg.dataset, tokenizer.eos_token)
-    model = prepare_for_training(backbone.model, cfg)
+    backbone = task.load()
+    model = backbone.model
     remove_noise = add_neftune_noise(model, cfg.augmentation.neftune_noise_alpha)
     cleanup.callback(remove_noise)
     if cfg.environment.compile_model:
         model = torch.compile(model)
     trainable, total = count_parameters(model)
     log.info("Parameters: %d trainable of %d (%.2f%%)", trainable, total, 100 * trainable / total)
-
-    encode = functools.partial(
-        encode_for_training,
-        tokenizer=tokenizer,
-        fmt=fmt,
-        max_length=cfg.tokenizer.max_length,
-        mask_prompt_labels=cfg.dataset.mask_prompt_labels,
-    )
-    train_samples = TrainingSamples(data.train, encode, cfg.augmentation, cfg.environment.seed)
-    val_samples = [encode(c) for c in data.validation]
-    collate = functools.partial(
-        collate_training,
-        pad_id=tokenizer.pad_token_id,
-        padding_quantile=cfg.tokenizer.padding_quantile,
-        max_length=cfg.tokenizer.max_length,
-    )
-    train_loader = build_train_loader(train_samples, cfg, collate)
+    train_samples = task.training_dataset(data.train, cfg.environment.seed)
+    train_loader = build_train_loader(train_samples, cfg, task.collate)
 
     # --- schedule in batches ("steps"); the optimizer steps every grad_accumulation batches ---
     tr = cfg.training
@@ -157,9 +135,8 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
         total_steps=max(1, math.ceil(total_steps / accumulation)),
     )
     eval_every = tr.evaluation_epochs * batches_per_epoch  # in batches, may be fractional
-    loss_fn = LOSSES[tr.loss_function]
     mask_gen = torch.Generator().manual_seed(cfg.environment.seed + 1)
-    mask_id = _mask_token_id(tokenizer)
+    mask_id = _mask_token_id(backbone.tokenizer)
     generators = {"token_mask": mask_gen}
 
     position = TrainingPosition(next_eval=eval_every)
@@ -171,12 +148,14 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
     folder.write_status(status)
 
     def save(dest=None, adapter=True) -> None:
-        save_model(model, tokenizer, fmt, cfg, folder, device, dest=dest, adapter=adapter)
+        task.save(model, folder, dest=dest, adapter=adapter)
 
     def evaluate(step: int, epoch: float) -> None:
-        result = validate(model, tokenizer, fmt, data.validation, val_samples, cfg, device, metric)
+        result = task.validate(model, data.validation, metric)
         chart("validation/loss", step, result.loss, epoch)
         chart(f"validation/{metric.name}", step, result.metric_value, epoch)
+        for name, value in result.charts.items():
+            chart(f"validation/{name}", step, value, epoch)
         result.write(folder, metric)
         log.info(
             "Validation at step %d (epoch %.2f): loss %.4f, %s %.4f",
@@ -209,16 +188,11 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
             if stop.requested:
                 break
             if position.step == 0:
-                write_train_insights(folder, batch, tokenizer)
+                task.write_insights(folder, batch)
             batch = mask_tokens(batch, cfg.augmentation.token_mask_probability, mask_id, mask_gen)
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=backbone.compute_dtype, enabled=use_amp):
-                logits = model(
-                    input_ids=batch["input_ids"],
-                    attention_mask=batch["attention_mask"],
-                    use_cache=False,
-                ).logits
-            loss = loss_fn(logits, batch["labels"])
+                loss, extra = task.loss(model, batch)
             (loss / accumulation).backward()
             position.step += 1
             step = position.step
@@ -230,6 +204,8 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
             epoch = step / batches_per_epoch
             chart("train/loss", step, loss.item(), epoch)
             chart("train/lr", step, lr, epoch)
+            for name, value in extra.items():
+                chart(f"train/{name}", step, value, epoch)
             _update_status(folder, status, step, total_steps, epoch, started)
             if step % max(1, batches_per_epoch // 10) == 0 or step == total_steps:
                 log.info(

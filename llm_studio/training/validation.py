@@ -30,6 +30,10 @@ class ValidationResult:
         return float(np.mean(self.losses))
 
     @property
+    def charts(self) -> dict[str, float]:
+        return {}
+
+    @property
     def metric_value(self) -> float:
         return float(np.nanmean(self.scores))
 

@@ -1,0 +1,52 @@
+"""The settings every problem type has; each problem type's module builds its config on this."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_studio.config.sections import (
+    ArchitectureSection,
+    AugmentationSection,
+    DatasetSection,
+    EnvironmentSection,
+    LoggingSection,
+    PredictionSection,
+    TokenizerSection,
+    TrainingSection,
+)
+from llm_studio.config.settings import section, setting
+
+SECTION_NAMES = (
+    "dataset",
+    "tokenizer",
+    "architecture",
+    "training",
+    "augmentation",
+    "prediction",
+    "environment",
+    "logging",
+)
+
+
+@dataclass
+class BaseConfig:
+    """Settings every problem type has. Subclasses set `problem_type` and may swap sections."""
+
+    problem_type: str = setting("", tip="What kind of model to train.")
+    experiment_name: str = setting("experiment", tip="Name of the experiment.")
+    llm_backbone: str = setting(
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        free_text=True,
+        tip="Hub name or local folder of the pretrained model to fine-tune.",
+    )
+    output_directory: str = setting(
+        "output/user/experiment", tip="Folder the experiment writes everything to."
+    )
+    dataset: DatasetSection = section(DatasetSection)
+    tokenizer: TokenizerSection = section(TokenizerSection)
+    architecture: ArchitectureSection = section(ArchitectureSection)
+    training: TrainingSection = section(TrainingSection)
+    augmentation: AugmentationSection = section(AugmentationSection)
+    prediction: PredictionSection = section(PredictionSection)
+    environment: EnvironmentSection = section(EnvironmentSection)
+    logging: LoggingSection = section(LoggingSection)

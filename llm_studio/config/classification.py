@@ -1,0 +1,92 @@
+"""Causal Classification and Regression Modeling: a head on a causal LM's last hidden state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm_studio.config.base import BaseConfig
+from llm_studio.config.sections import DataSourceSection, TrainingSection
+from llm_studio.config.settings import section, setting
+
+
+@dataclass
+class LabelDatasetSection(DataSourceSection):
+    answer_column: list[str] = setting(
+        ["label"],
+        tip="Column(s) with the target. Classification: integer class ids starting at 0; "
+        "several columns mean multi-label (each 0 or 1).",
+    )
+
+
+@dataclass
+class ClassificationDatasetSection(LabelDatasetSection):
+    num_classes: int = setting(
+        0, range=(0, 10000), tip="Number of classes; 0 infers it from the train data."
+    )
+
+
+@dataclass
+class LabelAugmentationSection:
+    # Chain augmentations need answers, which these types do not write.
+    token_mask_probability: float = setting(
+        0.0, range=(0.0, 0.9), tip="Chance of replacing an input token by the mask token."
+    )
+    neftune_noise_alpha: float = setting(
+        0.0, range=(0.0, 50.0), tip="NEFTune: noise added to the input embeddings in training."
+    )
+
+
+@dataclass
+class ClassificationTrainingSection(TrainingSection):
+    loss_function: str = setting(
+        "CrossEntropy",
+        choices=("CrossEntropy", "BinaryCrossEntropy"),
+        tip="CrossEntropy for one class per row; BinaryCrossEntropy for binary or multi-label.",
+    )
+
+
+@dataclass
+class ClassificationPredictionSection:
+    metric: str = setting("AUC", choices=("AUC", "Accuracy", "LogLoss"), tip="Validation metric.")
+    batch_size_inference: int = setting(
+        0, range=(0, 512), tip="Validation batch size; 0 uses the training batch size."
+    )
+
+
+@dataclass
+class ClassificationConfig(BaseConfig):
+    problem_type: str = setting(
+        "text_causal_classification_modeling",
+        tip="Causal Classification Modeling: predict a class from the text.",
+    )
+    dataset: ClassificationDatasetSection = section(ClassificationDatasetSection)
+    training: ClassificationTrainingSection = section(ClassificationTrainingSection)
+    augmentation: LabelAugmentationSection = section(LabelAugmentationSection)
+    prediction: ClassificationPredictionSection = section(ClassificationPredictionSection)
+
+
+@dataclass
+class RegressionTrainingSection(TrainingSection):
+    loss_function: str = setting(
+        "MSELoss", choices=("MSELoss", "MAELoss"), tip="Squared or absolute error."
+    )
+
+
+@dataclass
+class RegressionPredictionSection:
+    metric: str = setting("MSE", choices=("MSE", "MAE"), tip="Validation metric.")
+    batch_size_inference: int = setting(
+        0, range=(0, 512), tip="Validation batch size; 0 uses the training batch size."
+    )
+
+
+@dataclass
+class RegressionConfig(BaseConfig):
+    problem_type: str = setting(
+        "text_causal_regression_modeling",
+        tip="Causal Regression Modeling: predict a number from the text.",
+    )
+    dataset: LabelDatasetSection = section(LabelDatasetSection)
+    training: RegressionTrainingSection = section(RegressionTrainingSection)
+    augmentation: LabelAugmentationSection = section(LabelAugmentationSection)
+    prediction: RegressionPredictionSection = section(RegressionPredictionSection)

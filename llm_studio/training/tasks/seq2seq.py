@@ -1,0 +1,248 @@
+"""Sequence to sequence modeling: an encoder reads the conversation, a decoder writes the answer.
+
+The data (prompt and answer columns, parent chains, personalization, augmentations) and the
+saving are the causal LM task's; what differs is the split of each sample in two sequences:
+
+- encoder input: the conversation rendered up to the last answer separator (exactly what the
+  saved chat template yields with `add_generation_prompt`), cut on the left to `max_length`;
+- decoder labels: the last answer, plus EOS with `add_eos_token_to_answer`.
+
+The decoder's logits are already aligned with its labels (the model shifts the labels right to
+make the decoder inputs), so the losses here do not shift by one as the causal ones do.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from llm_studio.data.tokenization import IGNORE_INDEX, batch_length, encode_prompt
+from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.metrics.text import Metric
+from llm_studio.models.generation import batched, cut_at_stop, generation_kwargs
+from llm_studio.training.tasks.causal_lm import CausalLMTask
+from llm_studio.training.validation import ValidationResult
+
+
+@dataclass
+class Seq2SeqSample:
+    input_ids: list[int]  # encoder input
+    labels: list[int]  # decoder target
+
+
+# --- losses on aligned logits ---
+
+
+def _aligned_token_losses(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token cross entropy where logits[:, t] predicts labels[:, t], and the counted mask."""
+    losses = F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)),
+        labels.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    ).view(labels.shape)
+    return losses, labels != IGNORE_INDEX
+
+
+def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    losses, mask = _aligned_token_losses(logits, labels)
+    return (losses * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
+
+
+def token_averaged_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Every answer token of the batch weighs the same."""
+    losses, mask = _aligned_token_losses(logits, labels)
+    return (losses * mask).sum() / mask.sum().clamp(min=1)
+
+
+def sample_averaged_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Each answer's mean token loss, then the mean over answers."""
+    return per_sample_loss(logits, labels).mean()
+
+
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "TokenAveragedCrossEntropy": token_averaged_cross_entropy,
+    "SampleAveragedCrossEntropy": sample_averaged_cross_entropy,
+}
+
+
+# --- encoding and batches ---
+
+
+def encode_seq2seq(conv, tokenizer, fmt, max_length: int) -> Seq2SeqSample:
+    """The encoder input (cut on the left) and the answer labels (cut on the right)."""
+    encoder_ids = encode_prompt(conv, tokenizer, fmt, max_length)
+    answer_ids = list(tokenizer(conv.answers[-1], add_special_tokens=False)["input_ids"])
+    if fmt.eos_after_answer:
+        answer_ids.append(tokenizer.eos_token_id)
+    return Seq2SeqSample(encoder_ids, answer_ids[:max_length])
+
+
+def collate_seq2seq(
+    samples: list[Seq2SeqSample], pad_id: int, padding_quantile: float, max_length: int
+) -> dict[str, torch.Tensor]:
+    """Right-padded encoder inputs (cut to the quantile length on the left, like causal batches)
+    and right-padded labels as long as the batch's longest answer."""
+    length = batch_length([len(s.input_ids) for s in samples], padding_quantile, max_length)
+    label_length = max(1, max(len(s.labels) for s in samples))
+    input_ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(samples), length), dtype=torch.long)
+    labels = torch.full((len(samples), label_length), IGNORE_INDEX, dtype=torch.long)
+    for row, s in enumerate(samples):
+        ids = s.input_ids[-length:] if length else []
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        attention[row, : len(ids)] = 1
+        labels[row, : len(s.labels)] = torch.tensor(s.labels, dtype=torch.long)
+    # Named so the loop's token masking (keys ending in input_ids) leaves the labels alone.
+    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
+
+
+def decoder_inputs(model, labels: torch.Tensor) -> torch.Tensor:
+    """The labels shifted right behind the decoder start token, as the model itself does it."""
+    prepare = getattr(model, "prepare_decoder_input_ids_from_labels", None)
+    if prepare is not None:
+        return prepare(labels=labels)
+    config = model.config
+    start = config.decoder_start_token_id
+    pad = config.pad_token_id
+    shifted = labels.new_full(labels.shape, pad)
+    shifted[:, 1:] = labels[:, :-1]
+    shifted[:, 0] = start
+    return shifted.masked_fill(shifted == IGNORE_INDEX, pad)
+
+
+def decoder_logits(model, batch: dict) -> torch.Tensor:
+    return model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        decoder_input_ids=decoder_inputs(model, batch["labels"]),
+        use_cache=False,
+    ).logits
+
+
+@torch.no_grad()
+def generate_answers(
+    model, tokenizer, prompts: list[list[int]], prediction_cfg, device: torch.device
+) -> list[str]:
+    """Answers for encoder inputs, batched and right-padded, with the KV cache on.
+
+    An encoder-decoder's output is the decoder sequence only: its start token, then the answer.
+    """
+    length = max(1, max(len(p) for p in prompts))
+    input_ids = torch.full((len(prompts), length), tokenizer.pad_token_id, dtype=torch.long)
+    attention = torch.zeros((len(prompts), length), dtype=torch.long)
+    for row, p in enumerate(prompts):
+        input_ids[row, : len(p)] = torch.tensor(p, dtype=torch.long)
+        attention[row, : len(p)] = 1
+    output = model.generate(
+        input_ids=input_ids.to(device),
+        attention_mask=attention.to(device),
+        **generation_kwargs(prediction_cfg, tokenizer),
+    )
+    texts = tokenizer.batch_decode(output[:, 1:], skip_special_tokens=True)
+    return [cut_at_stop(t, prediction_cfg).strip() for t in texts]
+
+
+def write_seq2seq_insights(folder: ExperimentFolder, batch: dict, tokenizer) -> None:
+    """The first batch as the model sees it, in the causal insights' shape: per sample, the
+    encoder input (`masked`: read, not scored; `padding`), then the decoder labels (`trained`)."""
+    samples = []
+    for ids, attention, labels in zip(batch["input_ids"], batch["attention_mask"], batch["labels"]):
+        pieces: list[dict] = []
+        for token_id, real in zip(ids.tolist(), attention.tolist()):
+            kind = "masked" if real else "padding"
+            if pieces and pieces[-1]["kind"] == kind:
+                pieces[-1]["ids"].append(token_id)
+            else:
+                pieces.append({"kind": kind, "ids": [token_id]})
+        answer = [t for t in labels.tolist() if t != IGNORE_INDEX]
+        if answer:
+            pieces.append({"kind": "trained", "ids": answer})
+        samples.append(
+            [
+                {"kind": p["kind"], "text": tokenizer.decode(p["ids"], skip_special_tokens=False)}
+                for p in pieces
+            ]
+        )
+    folder.write_json(
+        folder.train_insights,
+        {
+            "shape": list(batch["input_ids"].shape),
+            "label_shape": list(batch["labels"].shape),
+            "samples": samples,
+        },
+    )
+
+
+class Seq2SeqTask(CausalLMTask):
+    """Causal LM's data, loading (AutoModelForSeq2SeqLM, LoRA SEQ_2_SEQ_LM) and saving; its own
+    encoding, batches, aligned loss, generation and insights."""
+
+    def encode(self, conversation) -> Seq2SeqSample:
+        return encode_seq2seq(conversation, self.tokenizer, self.fmt, self.cfg.tokenizer.max_length)
+
+    @property
+    def collate(self):
+        # A partial of a module-level function: picklable for DataLoader worker processes.
+        return functools.partial(
+            collate_seq2seq,
+            pad_id=self.tokenizer.pad_token_id,
+            padding_quantile=self.cfg.tokenizer.padding_quantile,
+            max_length=self.cfg.tokenizer.max_length,
+        )
+
+    def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = decoder_logits(model, batch)
+        return LOSSES[self.cfg.training.loss_function](logits, batch["labels"]), {}
+
+    @torch.no_grad()
+    def validate(self, model, items: list, metric: Metric) -> ValidationResult:
+        cfg = self.cfg
+        was_training = model.training
+        model.eval()
+        batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
+        encoded = [self.encode(c) for c in items]
+        losses: list[float] = []
+        predictions: list[str] = []
+        try:
+            for chunk in batched(encoded, batch_size):
+                batch = collate_seq2seq(
+                    chunk,
+                    pad_id=self.tokenizer.pad_token_id,
+                    padding_quantile=1.0,
+                    max_length=cfg.tokenizer.max_length,
+                )
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                logits = decoder_logits(model, batch)
+                losses.extend(per_sample_loss(logits, batch["labels"]).float().cpu().tolist())
+                predictions.extend(
+                    generate_answers(
+                        model,
+                        self.tokenizer,
+                        [s.input_ids for s in chunk],
+                        cfg.prediction,
+                        self.device,
+                    )
+                )
+        finally:
+            model.train(was_training)
+
+        targets = [c.answers[-1] for c in items]
+        scores = metric.score(
+            predictions=predictions,
+            targets=targets,
+            prompts=[c.prompts[-1] for c in items],
+            sample_losses=losses,
+            prediction_cfg=cfg.prediction,
+        )
+        prompts = [self.fmt.render(c, with_last_answer=False) for c in items]
+        return ValidationResult(prompts, targets, predictions, losses, scores)
+
+    def write_insights(self, folder, batch: dict) -> None:
+        write_seq2seq_insights(folder, batch, self.tokenizer)
