@@ -7,7 +7,7 @@ SETUP_STAMP := $(VENV)/.setup-stamp
 DEMO_CONFIG := examples/example_demo.yaml
 DEMO_OUTPUT := output/user/demo
 
-.PHONY: setup lint format test llmstudio shell bench
+.PHONY: setup lint format test llmstudio shell bench browser
 
 # Re-installs only when a requirements file is newer than the stamp.
 setup: $(SETUP_STAMP)
@@ -30,7 +30,11 @@ format:
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: setup
+# Browser tests drive Debian's chromium; install it when missing (CI runs as root).
+browser:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium)
+
+test: setup browser
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
 
