@@ -7,7 +7,7 @@ SETUP_STAMP := $(VENV)/.setup-stamp
 DEMO_CONFIG := examples/example_demo.yaml
 DEMO_OUTPUT := output/user/demo
 
-.PHONY: setup lint format test llmstudio shell bench browser
+.PHONY: setup lint format test llmstudio stop-llmstudio demo shell bench browser
 
 # Re-installs only when a requirements file is newer than the stamp.
 setup: $(SETUP_STAMP)
@@ -38,8 +38,15 @@ test: setup browser
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
 
-# Until the GUI exists this trains the demo experiment from the command line.
+# The GUI at http://localhost:10101 (waved + the app, both stopped by make stop-llmstudio).
 llmstudio: setup
+	$(BIN)/python -m llm_studio.ui.launch start
+
+stop-llmstudio:
+	$(BIN)/python -m llm_studio.ui.launch stop
+
+# The command-line demo: fine-tune the default backbone on the demo data, then chat with it.
+demo: setup
 	$(BIN)/python train.py -Y $(DEMO_CONFIG)
 	@echo
 	@echo "Chat with the demo model:"

@@ -1,0 +1,75 @@
+"""The page frame: header, left navigation (the guide's labels) and the main zone."""
+
+from __future__ import annotations
+
+from h2o_wave import Q, ui
+
+NAV = (
+    ("LLM Studio", (("#home", "Home", "Home"), ("#settings", "Settings", "Settings"))),
+    (
+        "Data",
+        (
+            ("#dataset/import", "Import dataset", "Upload"),
+            ("#datasets", "View datasets", "Database"),
+        ),
+    ),
+    (
+        "Experiments",
+        (
+            ("#experiment/start", "Create experiment", "BullseyeTarget"),
+            ("#experiments", "View experiments", "TestBeaker"),
+        ),
+    ),
+)
+
+# Cards of the main zone that the next page replaces.
+MAIN_CARDS = "main_cards"
+
+
+def frame(q: Q) -> None:
+    q.page["meta"] = ui.meta_card(
+        box="",
+        title="LLM Studio",
+        theme=q.client.theme or "light",
+        layouts=[
+            ui.layout(
+                breakpoint="xs",
+                zones=[
+                    ui.zone("header"),
+                    ui.zone(
+                        "body",
+                        direction=ui.ZoneDirection.ROW,
+                        zones=[ui.zone("nav", size="220px"), ui.zone("main")],
+                    ),
+                ],
+            )
+        ],
+    )
+    q.page["header"] = ui.header_card(
+        box="header", title="LLM Studio", subtitle="No-code fine-tuning of LLMs", icon="Robot"
+    )
+    q.page["nav"] = ui.nav_card(
+        box="nav",
+        value=q.args["#"] or "home",
+        items=[
+            ui.nav_group(
+                group,
+                items=[ui.nav_item(name=n, label=label, icon=icon) for n, label, icon in items],
+            )
+            for group, items in NAV
+        ],
+    )
+
+
+def show(q: Q, cards: dict) -> None:
+    """Replace the main zone's cards with `cards` (name -> card); the nav marks the page."""
+    for name in q.client[MAIN_CARDS] or []:
+        del q.page[name]
+    for name, card in cards.items():
+        q.page[name] = card
+    q.client[MAIN_CARDS] = list(cards)
+    q.page["nav"].value = f"#{q.args['#']}" if q.args["#"] else "#home"
+
+
+def message(text: str, kind: str = "info") -> ui.Component:
+    return ui.message_bar(type=kind, text=text)

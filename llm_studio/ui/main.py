@@ -1,0 +1,34 @@
+"""The app at "/": set up each browser session, then route to the page handlers with @on."""
+
+from __future__ import annotations
+
+import logging
+
+from h2o_wave import Q, app, run_on
+
+from llm_studio.ui import layout
+from llm_studio.ui.pages import datasets, experiments, home, settings  # noqa: F401 (handlers)
+from llm_studio.ui.state import client_state
+
+log = logging.getLogger("llm_studio.ui")
+
+
+async def startup() -> None:
+    try:
+        from llm_studio.ui.defaults import ensure_default_datasets
+
+        ensure_default_datasets()
+    except Exception as exc:  # the app stays usable without the demo datasets
+        log.warning("default datasets not created: %s", exc)
+
+
+@app("/", on_startup=startup)
+async def serve(q: Q) -> None:
+    if not q.client.initialized:
+        state = client_state(q)
+        q.client.theme = state.store.get_setting("theme", "light")
+        layout.frame(q)
+        q.client.initialized = True
+    if not await run_on(q):
+        await home.home(q)
+    await q.page.save()

@@ -1,0 +1,1 @@
+"""Datasets pages (import wizard, list, tabs) -- being written."""

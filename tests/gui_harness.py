@@ -1,0 +1,117 @@
+"""Drive the real app in Debian's chromium: start waved + app on free ports in a temp workdir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = "/usr/bin/chromium"
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_app(workdir: Path, extra_env: dict | None = None):
+    """Yield the app's URL; stop both processes by PID afterwards (waved would be orphaned)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "H2O_LLM_STUDIO_WORKDIR": str(workdir),
+        "H2O_WAVE_LISTEN": f"127.0.0.1:{port}",
+        "H2O_WAVE_ADDRESS": f"http://127.0.0.1:{port}",
+        **(extra_env or {}),
+    }
+    env.pop("H2O_WAVE_APP_ADDRESS", None)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "llm_studio.ui.launch", "start", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    log = workdir / "launcher.log"
+    try:
+        # waved and the app print to the same pipe: read until the launcher says it is up.
+        seen = []
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            line = launcher.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+            if "LLM Studio is at" in line:
+                break
+        else:
+            raise RuntimeError("the app did not start in time:\n" + "".join(seen[-30:]))
+        if not seen or "LLM Studio is at" not in seen[-1]:
+            raise RuntimeError("the app did not start:\n" + "".join(seen[-30:]))
+        # Keep draining the pipe so the servers never block on a full one.
+        import threading
+
+        def drain():
+            with open(log, "a") as fh:
+                for rest in launcher.stdout:
+                    fh.write(rest)
+
+        threading.Thread(target=drain, daemon=True).start()
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        pids = workdir / "data" / "llmstudio.pids"
+        known = json.loads(pids.read_text()) if pids.is_file() else {}
+        launcher.send_signal(signal.SIGINT)
+        try:
+            launcher.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            launcher.kill()
+        for name in ("app", "waved"):
+            pid = (known.get(name) or {}).get("pid")
+            if pid:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+
+
+@contextmanager
+def browser_page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            yield page
+        finally:
+            browser.close()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def wait_for_text(page, text: str, timeout: float = 20.0) -> None:
+    page.get_by_text(text, exact=False).first.wait_for(timeout=timeout * 1000)
+
+
+def goto(page, url: str, hash_: str) -> None:
+    page.goto(f"{url}#{hash_}")
+    time.sleep(0.2)
