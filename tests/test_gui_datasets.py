@@ -1,0 +1,240 @@
+"""The GUI's dataset pages in a real browser (Debian chromium + playwright), on a real app."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from conftest import pattern_rows
+from gui_harness import browser_page, running_app, screenshot, wait_for_text
+
+pytestmark = pytest.mark.slow
+
+if shutil.which("chromium") is None:  # `make test` installs it; say so instead of skipping
+    pytest.fail("Debian chromium is missing: run `make browser`", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gui")
+
+
+@pytest.fixture(scope="module")
+def app_url(workdir):
+    with running_app(workdir) as url:
+        yield url
+
+
+@pytest.fixture
+def page(app_url):
+    with browser_page() as page:
+        yield page
+
+
+def choose(page, label: str, option: str) -> None:
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    time.sleep(0.5)
+
+
+def user_datasets(workdir: Path) -> list[str]:
+    root = workdir / "data" / "user"
+    return (
+        sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+        if root.is_dir()
+        else []
+    )
+
+
+def upload_and_configure(page, url: str, file: Path) -> None:
+    page.goto(url + "#dataset/import")
+    wait_for_text(page, "Source")
+    page.set_input_files("input[type=file]", str(file))
+    page.get_by_role("button", name="Upload").click()
+    wait_for_text(page, "Configure dataset", 30)
+
+
+def test_home_counts_and_default_datasets(page, app_url):
+    page.goto(app_url)
+    wait_for_text(page, "Disk free")
+    screenshot(page, "home")
+    assert page.locator("text=Memory free").count() == 1
+    page.goto(app_url + "#datasets")
+    for name in ("demo-chat", "demo-dpo", "demo-classification", "demo-regression"):
+        wait_for_text(page, name)
+    screenshot(page, "view_datasets")
+
+
+def test_import_csv_upload_configure_preview_continue(page, app_url, workdir, tmp_path):
+    csv = tmp_path / "pattern.csv"
+    pattern_rows(40).to_csv(csv, index=False)
+    upload_and_configure(page, app_url, csv)
+    page.get_by_label("Dataset name").fill("pattern-upload")
+    screenshot(page, "import_configure")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "Data validity check")
+    assert page.locator("text=Repeat red 1 times.").count() >= 1
+    screenshot(page, "import_preview")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "pattern-upload")
+    assert (workdir / "data" / "user" / "pattern-upload" / "cfg.yaml").is_file()
+
+
+def test_import_parquet_and_zip_with_validation(page, app_url, workdir, tmp_path):
+    parquet = tmp_path / "questions.parquet"
+    pattern_rows(30).to_parquet(parquet)
+    upload_and_configure(page, app_url, parquet)
+    page.get_by_label("Dataset name").fill("from-parquet")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "Data validity check")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "from-parquet")
+
+    archive = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("train.csv", pattern_rows(30).to_csv(index=False))
+        zf.writestr("validation.csv", pattern_rows(10).to_csv(index=False))
+    upload_and_configure(page, app_url, archive)
+    page.get_by_label("Dataset name").fill("from-zip")
+    assert page.get_by_role("combobox", name="Validation dataframe").inner_text().strip() == (
+        "validation.csv"
+    )
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "Data validity check")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "from-zip")
+    assert {"from-parquet", "from-zip"} <= set(user_datasets(workdir))
+
+
+def test_import_by_local_path(page, app_url, workdir):
+    local = workdir / "incoming.csv"
+    pattern_rows(20).to_csv(local, index=False)
+    page.goto(app_url + "#dataset/import")
+    wait_for_text(page, "Source")
+    choose(page, "Source", "Local")
+    page.get_by_label("File location").fill(str(local))
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "Configure dataset", 30)
+    page.get_by_label("Dataset name").fill("from-local")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "Data validity check")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "from-local")
+
+
+def test_bad_file_is_refused_on_the_page_and_leaves_nothing(page, app_url, workdir, tmp_path):
+    before = user_datasets(workdir)
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    page.goto(app_url + "#dataset/import")
+    wait_for_text(page, "Source")
+    page.set_input_files("input[type=file]", str(empty))
+    page.get_by_role("button", name="Upload").click()
+    wait_for_text(page, "empty")
+    screenshot(page, "import_error")
+    assert page.locator("text=Configure dataset").count() == 0
+    assert user_datasets(workdir) == before
+
+
+def test_dataset_tabs(page, app_url):
+    page.goto(app_url + "#datasets")
+    page.get_by_text("demo-chat").first.click()
+    wait_for_text(page, "Sample train data")
+    wait_for_text(page, "instruction")
+    screenshot(page, "tab_sample")
+    expected = {
+        "Sample train visualization": "User:",
+        "Train data statistics": "Prompt length in words",
+        "Summary": "Problem type",
+    }
+    for tab, text in expected.items():
+        page.get_by_role("tab", name=tab).click()
+        wait_for_text(page, text)
+        screenshot(page, "tab_" + tab.split()[-1].lower())
+
+
+def _open(page, url, name) -> None:
+    page.goto(url + "#datasets")
+    page.get_by_text(name, exact=True).first.click()
+    wait_for_text(page, "Edit dataset")
+
+
+def test_edit_merge_and_delete(page, app_url, workdir):
+    from llm_studio.store import ExperimentRecord, Store
+
+    _open(page, app_url, "demo-regression")
+    page.get_by_role("button", name="Edit dataset").click()
+    wait_for_text(page, "Configure dataset")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "Data validity check")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "View datasets")
+
+    _open(page, app_url, "demo-regression")
+    page.get_by_role("button", name="Merge with existing dataset").click()
+    choose(page, "Dataset to merge", "demo-dpo")
+    page.get_by_role("button", name="Merge", exact=True).click()
+    wait_for_text(page, "Merged")
+    assert (workdir / "data" / "user" / "demo-regression" / "demo_dpo.csv").is_file()
+
+    page.get_by_role("button", name="Delete dataset").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    wait_for_text(page, "Deleted demo-regression")
+    assert "demo-regression" not in user_datasets(workdir)
+
+    # A dataset an experiment uses cannot go.
+    store = Store(workdir / "data" / "dbs" / "llmstudio.db")
+    chat = store.get_dataset_by_name("demo-chat")
+    store.add_experiment(
+        ExperimentRecord(
+            name="first-run",
+            dataset_id=chat.id,
+            path=str(workdir / "output" / "user" / "first-run"),
+            problem_type=chat.problem_type,
+        )
+    )
+    _open(page, app_url, "demo-chat")
+    page.get_by_role("button", name="Delete dataset").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
+    wait_for_text(page, "first-run")
+    screenshot(page, "delete_refused")
+    assert "demo-chat" in user_datasets(workdir)
+
+
+def test_settings_persist_and_secrets_stay_hidden(page, app_url, workdir):
+    secret = "sk-browser-test-secret-42"
+    page.goto(app_url + "#settings")
+    wait_for_text(page, "Credential handler")
+    page.get_by_label("OpenAI API key").fill(secret)
+    choose(page, "Theme", "h2o-dark")
+    page.get_by_role("button", name="Save settings").click()
+    wait_for_text(page, "Settings saved")
+    page.reload()
+    page.goto(app_url + "#settings")
+    wait_for_text(page, "Credential handler")
+    screenshot(page, "settings")
+    assert page.get_by_role("combobox", name="Theme").inner_text().strip() == "h2o-dark"
+    assert secret not in page.content()
+    env_file = workdir / "data" / "dbs" / "secrets.env"
+    assert secret in env_file.read_text()
+    assert env_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_restart_keeps_everything_imported(tmp_path):
+    workdir = tmp_path / "restart"
+    csv = tmp_path / "kept.csv"
+    pattern_rows(20).to_csv(csv, index=False)
+    with running_app(workdir) as url, browser_page() as page:
+        upload_and_configure(page, url, csv)
+        page.get_by_label("Dataset name").fill("kept-after-restart")
+        page.get_by_role("button", name="Continue").click()
+        wait_for_text(page, "Data validity check")
+        page.get_by_role("button", name="Continue").click()
+        wait_for_text(page, "kept-after-restart")
+    with running_app(workdir) as url, browser_page() as page:
+        page.goto(url + "#datasets")
+        for name in ("demo-chat", "kept-after-restart"):
+            wait_for_text(page, name)
