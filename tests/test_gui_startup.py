@@ -30,3 +30,59 @@ def test_wave_listens_on_loopback_unless_told_otherwise(monkeypatch):
     assert env["H2O_WAVE_MAX_REQUEST_SIZE"] == "25MB"
     monkeypatch.setenv("H2O_WAVE_MAX_REQUEST_SIZE", "1GB")
     assert wave_environment("127.0.0.1", 10101, 8000)["H2O_WAVE_MAX_REQUEST_SIZE"] == "1GB"
+
+
+def test_stop_llmstudio_stops_both_processes_by_pid(tmp_path):
+    import json
+    import os
+    import time
+
+    import psutil
+    from gui_harness import _free_port
+
+    port = _free_port()
+    env = {
+        **os.environ,
+        "H2O_LLM_STUDIO_WORKDIR": str(tmp_path),
+        "H2O_WAVE_LISTEN": f"127.0.0.1:{port}",
+        "H2O_WAVE_ADDRESS": f"http://127.0.0.1:{port}",
+    }
+    env.pop("H2O_WAVE_APP_ADDRESS", None)
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "llm_studio.ui.launch", "start", "--port", str(port)],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid_file = tmp_path / "data" / "llmstudio.pids"
+    deadline = time.time() + 60
+    while not pid_file.is_file() and time.time() < deadline:
+        time.sleep(0.2)
+    pids = json.loads(pid_file.read_text())
+    servers = [pids["waved"]["pid"], pids["app"]["pid"]]
+    assert all(psutil.pid_exists(p) for p in servers)
+    stop = subprocess.run(
+        [sys.executable, "-m", "llm_studio.ui.launch", "stop"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stop.returncode == 0
+    launcher.wait(timeout=30)
+    deadline = time.time() + 20
+    while any(_alive(p) for p in servers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in servers), "waved or the app outlived stop-llmstudio"
+    assert not pid_file.exists()
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
