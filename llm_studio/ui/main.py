@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from h2o_wave import Q, app, run_on
@@ -14,12 +15,25 @@ log = logging.getLogger("llm_studio.ui")
 
 
 async def startup() -> None:
+    asyncio.ensure_future(_poll_runner())
     try:
         from llm_studio.ui.defaults import ensure_default_datasets
 
         ensure_default_datasets()
     except Exception as exc:  # the app stays usable without the demo datasets
         log.warning("default datasets not created: %s", exc)
+
+
+async def _poll_runner() -> None:
+    """Start queued experiments and notice finished or dead ones, even with no page open."""
+    from llm_studio.ui.state import app_runner
+
+    while True:
+        await asyncio.sleep(2)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, app_runner().poll)
+        except Exception as exc:  # keep polling; the next round may succeed
+            log.warning("runner poll failed: %s", exc)
 
 
 @app("/", on_startup=startup)

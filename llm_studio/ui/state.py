@@ -20,3 +20,17 @@ def client_state(q: Q) -> ClientState:
     if q.client.state is None:
         q.client.state = ClientState(store=Store())
     return q.client.state
+
+
+_runner = None
+
+
+def app_runner():
+    """The one runner of this app process: it owns the experiments' child processes."""
+    global _runner
+    if _runner is None:
+        from llm_studio.runner import Runner
+
+        _runner = Runner(Store())
+        _runner.reattach()
+    return _runner

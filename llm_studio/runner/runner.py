@@ -1,0 +1,598 @@
+"""Starts, queues, watches, stops and deletes training processes.
+
+Design:
+
+- Each experiment runs as its own session and process group (`start_new_session=True`):
+  `python -m torch.distributed.run --standalone --nproc_per_node=<#gpus> train.py -Y cfg.yaml`
+  (torchrun) with `CUDA_VISIBLE_DEVICES` set to the chosen GPUs, or `python train.py -Y cfg.yaml`
+  on the CPU. The child's raw stdout and stderr go to `<folder>/process.log`, so a crash before
+  train.py starts its own `logs.log` is kept.
+- Secrets reach the child only through its environment: never its command line, never a file.
+- Resources are the GPUs ("gpu:<id>") or the CPU ("cpu", one CPU run at a time). An experiment
+  whose resources are busy waits in a FIFO queue, visible as state "queued" in its status.json
+  and in the store. `poll()` starts queued experiments when they can run; an experiment never
+  overtakes an earlier one that waits for any of the same resources.
+- A process is identified by pid AND start time (both kept in the store), so a reused pid is
+  never taken for our training process.
+- The experiment folder's status.json is the truth for a live run (train.py writes it); the
+  runner writes it only around the process: "queued", "running" at the start, and "failed" or
+  "stopped" when the process ended without saying so itself.
+- `reattach()` after a restart of the app re-adopts live processes from the store and marks
+  dead ones failed.
+
+No torch or transformers import here: the UI process imports this module.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from llm_studio import paths
+from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
+from llm_studio.runner import processes
+from llm_studio.store.db import (
+    ExperimentRecord,
+    NotFoundError,
+    Store,
+    experiments_root,
+    resolve,
+)
+
+log = logging.getLogger("llm_studio")
+
+DIED = "the training process died (killed or crashed)"
+PROCESS_LOG = "process.log"
+DEFAULT_STOP_GRACE_S = 10.0
+ACTIVE = ("queued", "running")
+TERMINAL = ("finished", "failed", "stopped")
+
+
+class RunnerError(Exception):
+    """Anything the runner refuses; the message is meant to be shown to the user as is."""
+
+
+@dataclass
+class _Waiting:
+    """An experiment in the queue. `env` holds its secrets, in memory only."""
+
+    experiment_id: int
+    gpus: tuple[str, ...]
+    env: dict[str, str]
+    resume: bool = False
+
+    @property
+    def resources(self) -> frozenset[str]:
+        return _resources(self.gpus)
+
+
+@dataclass
+class _Running:
+    """A training process we watch: started by us (`popen`) or re-attached after a restart."""
+
+    experiment_id: int
+    folder: ExperimentFolder
+    pid: int  # the group leader; its pid is the process group id
+    start_time: float | None
+    gpus: tuple[str, ...]
+    popen: subprocess.Popen | None = None
+    stop_requested: bool = False
+    kill_at: float | None = None  # time.monotonic() after which the group gets SIGKILL
+    killer: threading.Thread | None = field(default=None, repr=False)
+    procs: processes.RunProcesses = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.procs = processes.RunProcesses(self.pid, self.start_time)
+        self.procs.refresh()
+
+    @property
+    def resources(self) -> frozenset[str]:
+        return _resources(self.gpus)
+
+    def ended(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is not None
+        return not processes.is_alive(self.pid, self.start_time)
+
+    def exit_info(self) -> str:
+        return processes.signal_name(self.popen.returncode) if self.popen is not None else ""
+
+
+class Runner:
+    """One per app process; safe to call from several threads (one lock guards everything)."""
+
+    def __init__(
+        self,
+        store: Store,
+        repo_root: str | os.PathLike[str] = paths.REPO_ROOT,
+        python: str = sys.executable,
+        gpu_count: int | None = None,
+        stop_grace_s: float = DEFAULT_STOP_GRACE_S,
+    ):
+        self.store = store
+        self.repo_root = Path(repo_root)
+        self.python = python
+        self.stop_grace_s = float(stop_grace_s)
+        self._gpu_count = gpu_count
+        self._lock = threading.RLock()
+        self._queue: list[_Waiting] = []
+        self._running: dict[int, _Running] = {}
+
+    # --- information -------------------------------------------------------------------------
+
+    @property
+    def gpu_count(self) -> int:
+        """GPUs on this machine (from `nvidia-smi -L`, asked once), unless given to __init__."""
+        if self._gpu_count is None:
+            self._gpu_count = processes.detect_gpu_count()
+        return self._gpu_count
+
+    def queued_ids(self) -> list[int]:
+        """Experiment ids waiting to start, first to start first."""
+        with self._lock:
+            return [w.experiment_id for w in self._queue]
+
+    def running_ids(self) -> list[int]:
+        """Experiment ids whose training process this runner watches."""
+        with self._lock:
+            return list(self._running)
+
+    def busy_gpus(self) -> set[str]:
+        """GPU ids used by the runs this runner watches."""
+        with self._lock:
+            return {g for run in self._running.values() for g in run.gpus}
+
+    def command(self, config_file: str | os.PathLike[str], gpus: Sequence[str]) -> list[str]:
+        """The command line of a run. It never holds a secret."""
+        train_py = str(self.repo_root / "train.py")
+        if gpus:
+            return [
+                self.python,
+                "-m",
+                "torch.distributed.run",  # what the `torchrun` script runs
+                "--standalone",  # one node, a free rendezvous port: runs on other GPUs coexist
+                f"--nproc_per_node={len(gpus)}",
+                train_py,
+                "-Y",
+                str(config_file),
+            ]
+        return [self.python, train_py, "-Y", str(config_file)]
+
+    def state(self, record: ExperimentRecord) -> str:
+        """queued, running, finished, failed or stopped: status.json, checked against liveness.
+
+        Reads only. A run whose status says running but whose process (pid + start time) is gone
+        reads as failed, or as stopped if a stop was asked for; `poll()` then writes that down.
+        """
+        status = ExperimentFolder(resolve(record.path)).read_status()
+        with self._lock:
+            if record.id is not None and any(w.experiment_id == record.id for w in self._queue):
+                return "queued"
+            run = self._running.get(record.id) if record.id is not None else None
+            stop_requested = run is not None and run.stop_requested
+        state = status.state if status is not None else (record.status or "queued")
+        if state == "running":
+            if processes.is_alive(record.pid, record.process_start_time) or (
+                status is not None and processes.is_alive(status.pid, status.pid_start_time)
+            ):
+                return "running"
+            return "stopped" if stop_requested else "failed"
+        return state if state in ACTIVE + TERMINAL else "failed"
+
+    # --- starting ----------------------------------------------------------------------------
+
+    def submit(
+        self,
+        record: ExperimentRecord,
+        gpus: Sequence[str] | None = None,
+        env: Mapping[str, str] | None = None,
+        resume: bool = False,
+    ) -> str:
+        """Start the experiment now if its GPUs (or the CPU) are free, else queue it.
+
+        `record.config_file` (default `<record.path>/cfg.yaml`) must exist and write to
+        `record.path`. `gpus` are GPU ids like "0"; None takes the config's environment.gpus;
+        empty runs on the CPU. `env` is added to the child's environment: the place for secrets
+        (OPENAI_API_KEY, HF_TOKEN, ...). `resume` passes --resume to train.py.
+        Returns "running" or "queued"; raises RunnerError if it cannot start at all.
+        """
+        if record.id is None:
+            raise RunnerError(f"Experiment {record.name!r} has no id: add it to the store first.")
+        config_file = _config_file(record)
+        if not config_file.is_file():
+            raise RunnerError(f"Experiment {record.name!r}: no config file at {config_file}.")
+        chosen = self._check_gpus(_config_gpus(config_file) if gpus is None else gpus)
+        waiting = _Waiting(record.id, chosen, _check_env(env), resume)
+        with self._lock:
+            if record.id in self._running or any(w.experiment_id == record.id for w in self._queue):
+                raise RunnerError(f"Experiment {record.name!r} is already running or queued.")
+            if self._can_start(waiting.resources, ahead=self._queue):
+                self._launch(record, waiting)
+                return "running"
+            self._enqueue(record, waiting)
+            return "queued"
+
+    def start_queued(self) -> list[int]:
+        """Start every queued experiment that can run now, in queue order; returns their ids."""
+        with self._lock:
+            started = []
+            claimed: set[str] = set()  # resources an earlier waiting experiment is owed
+            for waiting in list(self._queue):
+                resources = waiting.resources
+                if resources & claimed or not self._can_start(resources, ahead=[]):
+                    claimed |= resources
+                    continue
+                self._queue.remove(waiting)
+                record = self.store.get_experiment(waiting.experiment_id)
+                if record is None:  # deleted meanwhile
+                    continue
+                try:
+                    self._launch(record, waiting)
+                except RunnerError as err:
+                    log.error("%s", err)
+                    continue
+                started.append(waiting.experiment_id)
+            return started
+
+    # --- watching ----------------------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Notice runs that ended, SIGKILL stopped runs past their grace period, start queued
+        ones. The UI calls this every few seconds."""
+        with self._lock:
+            now = time.monotonic()
+            for run in list(self._running.values()):
+                try:
+                    if run.ended():
+                        self._finish(run)
+                        continue
+                    run.procs.refresh()  # torchrun's workers live in sessions of their own
+                    if run.kill_at is not None and now >= run.kill_at:
+                        run.procs.signal(signal.SIGKILL)
+                except Exception:  # one broken experiment must not stop the others; retried
+                    log.exception("Watching experiment %s failed", run.experiment_id)
+            self.start_queued()
+
+    def reattach(self, env: Mapping[str, str] | None = None) -> None:
+        """After a restart of the app: watch the live runs the store knows, mark dead ones
+        failed, and queue the queued ones again.
+
+        Secrets are never written down, so queued experiments get `env` (the secrets the app
+        holds now) when they start.
+        """
+        env = _check_env(env)
+        with self._lock:
+            requeue: list[tuple[float, int, ExperimentRecord]] = []
+            for record in self.store.list_experiments():
+                if record.id in self._running or any(
+                    w.experiment_id == record.id for w in self._queue
+                ):
+                    continue
+                folder = ExperimentFolder(resolve(record.path))
+                status = folder.read_status()
+                file_state = status.state if status is not None else None
+                if record.status not in ACTIVE and file_state not in ACTIVE:
+                    continue
+                live = _live_process(record, status)
+                if live is not None:
+                    self._adopt(record, folder, *live)
+                elif file_state == "running" or (file_state is None and record.status == "running"):
+                    self._mark(record.id, folder, status, "failed", DIED)
+                elif file_state in TERMINAL:
+                    self._set_store_status(record.id, file_state)
+                else:  # queued
+                    queued_at = status.updated_at if status is not None else 0.0
+                    requeue.append((queued_at, record.id, record))
+            for _, _, record in sorted(requeue, key=lambda item: item[:2]):
+                try:
+                    gpus = self._check_gpus(_config_gpus(_config_file(record)))
+                except RunnerError as err:
+                    self._mark(record.id, None, None, "failed", str(err), record=record)
+                    continue
+                self._queue.append(_Waiting(record.id, gpus, dict(env)))
+            self.start_queued()
+
+    # --- stopping and deleting ---------------------------------------------------------------
+
+    def stop(self, experiment_id: int) -> None:
+        """Stop a run: SIGTERM to its whole process group (train.py then stops cleanly after the
+        current step), SIGKILL to what is left after `stop_grace_s`. A queued experiment just
+        leaves the queue. Either way it ends as "stopped". Nothing happens to a finished one."""
+        with self._lock:
+            for waiting in self._queue:
+                if waiting.experiment_id == experiment_id:
+                    self._queue.remove(waiting)
+                    record = self.store.get_experiment(experiment_id)
+                    if record is not None:
+                        self._mark(experiment_id, None, None, "stopped", None, record=record)
+                    return
+            run = self._running.get(experiment_id)
+            if run is None:
+                record = self.store.get_experiment(experiment_id)
+                if record is None:
+                    raise NotFoundError(f"No experiment with id {experiment_id}.")
+                folder = ExperimentFolder(resolve(record.path))
+                status = folder.read_status()
+                live = _live_process(record, status)
+                if live is None:
+                    if status is not None and status.state == "queued":  # queued before a restart
+                        self._mark(experiment_id, folder, status, "stopped", None)
+                    return
+                run = self._adopt(record, folder, *live)
+            if run.stop_requested:
+                return
+            run.stop_requested = True
+            run.kill_at = time.monotonic() + self.stop_grace_s
+            run.procs.signal(signal.SIGTERM)
+            run.killer = threading.Thread(
+                target=self._kill_after_grace,
+                args=(run,),
+                name=f"llm-studio-stop-{experiment_id}",
+                daemon=True,
+            )
+            run.killer.start()
+
+    def delete(self, experiment_ids: Iterable[int]) -> list[ExperimentRecord]:
+        """Delete experiments: kill their processes (SIGKILL: the results are going away),
+        drop them from the queue, remove their records and folders. All ids must exist
+        (NotFoundError, nothing done). Returns the deleted records.
+
+        Only folders inside `<workdir>/output/user` are removed; others are left in place.
+        """
+        ids = list(dict.fromkeys(int(i) for i in experiment_ids))
+        with self._lock:
+            records = [self.store.get_experiment(i) for i in ids]
+            missing = [i for i, r in zip(ids, records) if r is None]
+            if missing:
+                raise NotFoundError(
+                    f"No experiment with id {', '.join(map(str, missing))}; nothing was deleted."
+                )
+            self._queue = [w for w in self._queue if w.experiment_id not in ids]
+            for record in records:
+                self._kill_now(record)
+            deleted = self.store.delete_experiments(ids)
+            failures = []
+            for record in deleted:
+                error = _remove_folder(resolve(record.path))
+                if error:
+                    failures.append(error)
+            self.start_queued()
+        if failures:
+            raise RunnerError("; ".join(failures))
+        return deleted
+
+    # --- internals (call with the lock held) -------------------------------------------------
+
+    def _check_gpus(self, gpus: Sequence[str]) -> tuple[str, ...]:
+        chosen = tuple(str(g).strip() for g in gpus)
+        if len(set(chosen)) != len(chosen):
+            raise RunnerError(f"GPU ids {list(chosen)} name a GPU twice.")
+        count = self.gpu_count if chosen else 0
+        unknown = [g for g in chosen if not (g.isdigit() and int(g) < count)]
+        if unknown:
+            where = f"GPUs 0 to {count - 1} exist" if count else "no GPU exists"
+            raise RunnerError(f"GPU id(s) {', '.join(unknown)} asked for, but {where}.")
+        return chosen
+
+    def _busy(self) -> set[str]:
+        return {r for run in self._running.values() for r in run.resources}
+
+    def _can_start(self, resources: frozenset[str], ahead: Sequence[_Waiting]) -> bool:
+        if resources & self._busy():
+            return False
+        return not any(resources & w.resources for w in ahead)
+
+    def _enqueue(self, record: ExperimentRecord, waiting: _Waiting) -> None:
+        folder = ExperimentFolder(resolve(record.path))
+        folder.write_status(ExperimentStatus(state="queued"))
+        self.store.update_experiment_fields(
+            waiting.experiment_id, status="queued", pid=None, process_start_time=None
+        )
+        self._queue.append(waiting)
+
+    def _launch(self, record: ExperimentRecord, waiting: _Waiting) -> _Running:
+        folder = ExperimentFolder(resolve(record.path))
+        folder.path.mkdir(parents=True, exist_ok=True)
+        command = self.command(_config_file(record), waiting.gpus)
+        if waiting.resume:
+            command.append("--resume")
+        child_env = {**os.environ, **waiting.env, "PYTHONUNBUFFERED": "1"}
+        # GPUs are handed out here; a CPU run must not touch (busy) GPUs at all.
+        child_env["CUDA_VISIBLE_DEVICES"] = ",".join(waiting.gpus)
+        try:
+            with open(folder.path / PROCESS_LOG, "wb") as out:
+                popen = subprocess.Popen(
+                    command,
+                    cwd=self.repo_root,
+                    env=child_env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as err:
+            message = f"could not start the training process: {err}"
+            self._mark(record.id, folder, None, "failed", message, record=record)
+            raise RunnerError(f"Experiment {record.name!r}: {message}.") from err
+        start_time = processes.start_time_of(popen.pid)
+        run = _Running(record.id, folder, popen.pid, start_time, waiting.gpus, popen=popen)
+        self._running[record.id] = run
+        # train.py overwrites this with its own pid once it runs (a worker's, under torchrun).
+        folder.write_status(
+            ExperimentStatus(
+                state="running", pid=popen.pid, pid_start_time=start_time, started_at=time.time()
+            )
+        )
+        try:
+            self.store.update_experiment_fields(
+                record.id, status="running", pid=popen.pid, process_start_time=start_time
+            )
+        except NotFoundError:
+            pass  # deleted meanwhile: the next poll() still reaps the process
+        return run
+
+    def _adopt(
+        self, record: ExperimentRecord, folder: ExperimentFolder, pid: int, start_time: float
+    ) -> _Running:
+        """Watch a live training process this runner did not start."""
+        try:
+            gpus = tuple(str(g) for g in _config_gpus(_config_file(record)))
+        except RunnerError:
+            gpus = ()
+        run = _Running(record.id, folder, pid, start_time, gpus)
+        self._running[record.id] = run
+        if record.status != "running" or record.pid != pid:
+            self.store.update_experiment_fields(
+                record.id, status="running", pid=pid, process_start_time=start_time
+            )
+        return run
+
+    def _finish(self, run: _Running) -> None:
+        """The leader exited: clean up its group and make status.json and the store say how."""
+        for process in run.procs.alive():
+            try:
+                process.kill()
+            except Exception:
+                pass
+        status = run.folder.read_status()
+        if status is None or status.state in ACTIVE:
+            if run.stop_requested:
+                final, error = "stopped", None
+            else:
+                info = run.exit_info()
+                final = "failed"
+                error = f"{DIED}{': ' + info if info else ''}; see {PROCESS_LOG} and logs.log"
+            self._mark(run.experiment_id, run.folder, status, final, error)
+        else:
+            self._set_store_status(run.experiment_id, status.state)
+        del self._running[run.experiment_id]
+
+    def _mark(
+        self,
+        experiment_id: int,
+        folder: ExperimentFolder | None,
+        status: ExperimentStatus | None,
+        state: str,
+        error: str | None,
+        record: ExperimentRecord | None = None,
+    ) -> None:
+        """Write `state` into status.json (keeping its progress) and the store."""
+        if folder is None and record is not None:
+            folder = ExperimentFolder(resolve(record.path))
+        if folder is not None and folder.path.is_dir():
+            status = status or folder.read_status() or ExperimentStatus()
+            status.state = state
+            status.error = error if state == "failed" else None
+            folder.write_status(status)
+        self._set_store_status(experiment_id, state)
+
+    def _set_store_status(self, experiment_id: int, state: str) -> None:
+        try:
+            self.store.update_experiment_fields(experiment_id, status=state)
+        except NotFoundError:
+            pass  # deleted meanwhile
+
+    def _kill_after_grace(self, run: _Running) -> None:
+        """Background: SIGKILL what is left of a stopped run's group after the grace period."""
+        remaining = (run.kill_at or 0.0) - time.monotonic()
+        if run.procs.wait_gone(max(0.0, remaining), run.popen):
+            return
+        run.procs.signal(signal.SIGKILL)
+        run.procs.wait_gone(5.0, run.popen)
+
+    def _kill_now(self, record: ExperimentRecord) -> None:
+        run = self._running.pop(record.id, None)
+        if run is None:
+            folder = ExperimentFolder(resolve(record.path))
+            live = _live_process(record, folder.read_status())
+            if live is None:
+                return
+            run = _Running(record.id, folder, live[0], live[1], ())
+        run.procs.signal(signal.SIGKILL)
+        if not run.procs.wait_gone(10.0, run.popen):
+            raise RunnerError(
+                f"The training process of experiment {record.name!r} (pid {run.pid}) did not end."
+            )
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _resources(gpus: Sequence[str]) -> frozenset[str]:
+    return frozenset(f"gpu:{g}" for g in gpus) if gpus else frozenset({"cpu"})
+
+
+def _config_file(record: ExperimentRecord) -> Path:
+    if record.config_file:
+        return resolve(record.config_file)
+    return ExperimentFolder(resolve(record.path)).cfg_yaml
+
+
+def _config_gpus(config_file: Path) -> list[str]:
+    """environment.gpus of a config file, read as plain YAML (no config classes needed)."""
+    try:
+        data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise RunnerError(f"Cannot read the config file {config_file}: {err}.") from err
+    environment = data.get("environment") if isinstance(data, dict) else None
+    gpus = environment.get("gpus") if isinstance(environment, dict) else None
+    if gpus in (None, ""):
+        return []
+    if isinstance(gpus, (str, int)):
+        gpus = [gpus]
+    return [str(g) for g in gpus]
+
+
+def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
+    env = dict(env or {})
+    for key, value in env.items():
+        if not isinstance(key, str) or not key or "=" in key or not isinstance(value, str):
+            raise RunnerError(f"Environment variable {key!r}: name and value must be text.")
+    return env
+
+
+def _live_process(
+    record: ExperimentRecord, status: ExperimentStatus | None
+) -> tuple[int, float] | None:
+    """(group leader pid, start time) of the experiment's live process, if any."""
+    if processes.is_alive(record.pid, record.process_start_time):
+        return record.pid, record.process_start_time
+    if status is not None and processes.is_alive(status.pid, status.pid_start_time):
+        # status.json may name a torchrun worker; its group leader is the process to watch.
+        try:
+            leader = os.getpgid(status.pid)
+        except OSError:
+            return None
+        if leader == os.getpgid(0):  # not a group the runner started: never ours to signal
+            return None
+        start = processes.start_time_of(leader)
+        if start is not None:
+            return leader, start
+    return None
+
+
+def _remove_folder(path: Path) -> str | None:
+    root = experiments_root().resolve()
+    target = path.resolve()
+    if root not in target.parents:
+        log.warning("Not removing %s: it is outside %s", target, root)
+        return None
+    try:
+        shutil.rmtree(target)
+    except FileNotFoundError:
+        pass
+    except OSError as err:
+        return f"Could not remove {target}: {err}"
+    return None

@@ -1,0 +1,154 @@
+"""Experiment settings as Wave widgets, derived from the setting declarations.
+
+Each setting's widget follows from its declaration: a toggle for a bool, a dropdown for closed
+choices, a combobox for choices that may be typed, a spinbox or slider for a number with a range,
+a textbox otherwise. `shown_if` decides visibility; the settings it depends on re-render the form
+when changed. Values come back through `coerce`, so the form checks exactly like YAML does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from h2o_wave import ui
+
+from llm_studio.config.base import SECTION_NAMES, BaseConfig
+from llm_studio.config.settings import coerce, field_types, spec_of
+
+SECTION_TITLES = {
+    "dataset": "Dataset",
+    "tokenizer": "Tokenizer",
+    "architecture": "Architecture",
+    "training": "Training",
+    "augmentation": "Augmentation",
+    "prediction": "Prediction",
+    "environment": "Environment",
+    "logging": "Logging",
+}
+# Set by the page itself (from the dataset and the experiment name), not typed in the form.
+FIXED = {"problem_type", "experiment_name", "output_directory", "llm_backbone"}
+PREFIX = "cfg__"
+
+
+def widget_name(key: str) -> str:
+    return PREFIX + key.replace(".", "__")
+
+
+def key_of(name: str) -> str:
+    return name[len(PREFIX) :].replace("__", ".")
+
+
+def _label(key: str, spec) -> str:
+    return spec.label or key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+
+
+def _visible(spec, owner) -> bool:
+    for other, allowed in spec.shown_if.items():
+        value = getattr(owner, other, None)
+        if allowed == ("__set__",):
+            if value in (None, "", []):
+                return False
+        elif value not in allowed:
+            return False
+    return True
+
+
+def _controls(cfg: BaseConfig) -> set[str]:
+    """Settings others depend on: changing them re-renders the form."""
+    names = set()
+    for section in SECTION_NAMES:
+        owner = getattr(cfg, section)
+        for f in dataclasses.fields(owner):
+            spec = spec_of(f)
+            if spec:
+                names |= {f"{section}.{other}" for other in spec.shown_if}
+    return names
+
+
+def _widget(key: str, value: Any, annotation, spec, trigger: bool) -> ui.Component:
+    name, label, tip = widget_name(key), _label(key, spec), spec.tip
+    is_list = getattr(annotation, "__origin__", None) is list or isinstance(value, list)
+    if isinstance(value, bool):
+        return ui.toggle(name=name, label=label, value=value, trigger=trigger, tooltip=tip)
+    if spec.choices is not None and is_list:
+        return ui.dropdown(
+            name=name,
+            label=label,
+            values=[str(v) for v in value],
+            choices=[ui.choice(str(c), str(c)) for c in spec.choices],
+            trigger=trigger,
+            tooltip=tip,
+        )
+    if spec.choices is not None and spec.free_text:
+        return ui.combobox(
+            name=name, label=label, value=str(value), choices=[str(c) for c in spec.choices],
+            trigger=trigger, tooltip=tip,
+        )  # fmt: skip
+    if spec.choices is not None:
+        return ui.dropdown(
+            name=name,
+            label=label,
+            value=str(value),
+            choices=[ui.choice(str(c), str(c)) for c in spec.choices],
+            trigger=trigger,
+            tooltip=tip,
+        )
+    if isinstance(value, int) and spec.range is not None:
+        low, high = spec.range
+        return ui.spinbox(
+            name=name, label=label, value=value, min=low, max=high, step=spec.step or 1,
+            trigger=trigger, tooltip=tip,
+        )  # fmt: skip
+    if isinstance(value, float) and spec.range is not None and not spec.log_scale:
+        low, high = spec.range
+        return ui.slider(
+            name=name, label=label, value=value, min=low, max=high, step=spec.step or (high - low) / 100,
+            trigger=trigger, tooltip=tip,
+        )  # fmt: skip
+    text = ",".join(str(v) for v in value) if is_list else ("None" if value is None else str(value))
+    # One-line textboxes cannot hold newlines (e.g. the prompt column separator): show them as \n.
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return ui.textbox(name=name, label=label, value=text, trigger=trigger, tooltip=tip)
+
+
+def _unescape(value):
+    if not isinstance(value, str):
+        return value
+    return value.replace("\\\\", "\0").replace("\\n", "\n").replace("\0", "\\")
+
+
+def settings_items(cfg: BaseConfig) -> list[ui.Component]:
+    """Widgets of every visible setting, grouped under the guide's section titles."""
+    controls = _controls(cfg)
+    items: list[ui.Component] = []
+    for section in SECTION_NAMES:
+        owner = getattr(cfg, section)
+        hints = field_types(type(owner))
+        group: list[ui.Component] = []
+        for f in dataclasses.fields(owner):
+            spec = spec_of(f)
+            key = f"{section}.{f.name}"
+            if spec is None or not _visible(spec, owner):
+                continue
+            trigger = key in controls
+            group.append(_widget(key, getattr(owner, f.name), hints[f.name], spec, trigger))
+        if group:
+            items.append(ui.text_l(SECTION_TITLES[section]))
+            items += group
+    return items
+
+
+def apply_form(cfg: BaseConfig, args: dict[str, Any]) -> None:
+    """Set the config from submitted widget values; a bad value raises ConfigError naming it."""
+    for name, value in args.items():
+        if not name.startswith(PREFIX) or value is None:
+            continue
+        key = key_of(name)
+        section, _, field_name = key.partition(".")
+        owner = getattr(cfg, section, None)
+        if owner is None or not hasattr(owner, field_name):
+            continue
+        f = next(f for f in dataclasses.fields(owner) if f.name == field_name)
+        annotation = field_types(type(owner))[field_name]
+        setattr(owner, field_name, coerce(key, _unescape(value), annotation, spec_of(f)))
