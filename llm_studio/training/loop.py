@@ -1,5 +1,8 @@
 """The training recipe, top to bottom: data -> model -> loop (forward, loss, backward, step) ->
-validation -> checkpoint. Everything a watcher needs is written to the experiment folder."""
+validation -> checkpoint. Everything a watcher needs is written to the experiment folder.
+
+Started by torchrun (distributed_train.sh), each process runs this same recipe as one rank of
+DDP; `ddp` (llm_studio/training/distributed.py) does what differs, and only rank 0 writes."""
 
 from __future__ import annotations
 
@@ -18,26 +21,31 @@ import torch
 from torch.utils.data import DataLoader
 
 from llm_studio.config.yaml_io import save_config
+from llm_studio.data.readers import DataError
 from llm_studio.data.splitting import split_and_sample
 from llm_studio.data.tokenization import mask_tokens
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.metrics.text import resolve_metric
 from llm_studio.models.backbone import count_parameters
 from llm_studio.models.neftune import add_neftune_noise
-from llm_studio.training.loggers import build_logger
+from llm_studio.training.distributed import Distributed
+from llm_studio.training.loggers import NoneLogger, build_logger
 from llm_studio.training.optimizers import build_optimizer, build_scheduler
 from llm_studio.training.resume import (
     TrainingPosition,
     load_training_state,
+    random_state,
     save_training_state,
 )
 from llm_studio.training.tasks import build_task
 
 log = logging.getLogger("llm_studio")
 
-# Test hook: deliver this signal to ourselves after the given step ("SIGTERM:5"), to exercise
-# clean stops and crashes exactly where a test wants them.
+# Test hook: deliver this signal to ourselves after the given step ("SIGTERM:5"), or raise a
+# RuntimeError there ("error:5"), to exercise clean stops and crashes exactly where a test wants
+# them; with FAULT_RANK_ENV set, only on that rank of a distributed run.
 FAULT_ENV = "LLM_STUDIO_FAULT_AT_STEP"
+FAULT_RANK_ENV = "LLM_STUDIO_FAULT_RANK"
 
 
 @dataclass
@@ -54,18 +62,19 @@ class StopFlag:
         return self.event.is_set()
 
 
-def set_seed(seed: int) -> int:
+def set_seed(seed: int, ddp: Distributed) -> int:
     if seed < 0:
-        seed = random.SystemRandom().randrange(2**31 - 1)
+        seed = ddp.from_main(random.SystemRandom().randrange(2**31 - 1))  # one seed for all ranks
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     return seed
 
 
-def pick_device(cfg) -> torch.device:
+def pick_device(cfg, local_rank: int = 0) -> torch.device:
+    """The GPU of this process (the first visible one, or the LOCAL_RANK-th under torchrun)."""
     if cfg.environment.gpus and torch.cuda.is_available():
-        return torch.device("cuda", 0)
+        return torch.device("cuda", local_rank)
     return torch.device("cpu")
 
 
@@ -74,35 +83,51 @@ def run_experiment(
 ) -> ExperimentStatus:
     # Loggers register their close() here, so they are closed on failure too.
     with ExitStack() as cleanup:
-        return _run(cfg, status, stop or StopFlag(), resume, cleanup)
+        ddp = Distributed.from_env()  # one process, or one rank of torchrun's
+        status = _run(cfg, status, stop or StopFlag(), resume, cleanup, ddp)
+        ddp.close()
+        return status
 
 
-def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: ExitStack):
+def _run(
+    cfg,
+    status: ExperimentStatus,
+    stop: StopFlag,
+    resume: bool,
+    cleanup: ExitStack,
+    ddp: Distributed,
+):
     folder = ExperimentFolder(cfg.output_directory)
     started = time.time()
 
     # --- setup ---
-    cfg.environment.seed = set_seed(cfg.environment.seed)
+    device = pick_device(cfg, ddp.local_rank)
+    ddp.start(device)  # joins the process group when torchrun started several processes
+    cfg.environment.seed = set_seed(cfg.environment.seed, ddp)
     log.info("Seed: %d", cfg.environment.seed)
-    device = pick_device(cfg)
     log.info("Device: %s", device)
     if device.type == "cpu" and cfg.environment.mixed_precision:
         log.info("mixed_precision: off, because this run is on the CPU (autocast needs a GPU)")
     use_amp = device.type == "cuda" and cfg.environment.mixed_precision
-    save_config(cfg, folder.cfg_yaml)
-    if not resume:
-        folder.charts_file.unlink(missing_ok=True)  # a rerun into the same folder starts afresh
-    chart_logger = build_logger(cfg, folder)  # after save_config: it logs the seed drawn for -1
+    chart_logger = NoneLogger(cfg, folder)
+    if ddp.is_main:
+        save_config(cfg, folder.cfg_yaml)
+        if not resume:
+            folder.charts_file.unlink(missing_ok=True)  # a rerun into the same folder starts afresh
+        chart_logger = build_logger(cfg, folder)  # after save_config: it logs the seed drawn for -1
     cleanup.callback(chart_logger.close)
 
     def chart(name: str, step: int, value: float, epoch: float) -> None:
-        folder.append_chart(name, step, value, epoch)
-        chart_logger.log(name, step, value)
+        if ddp.is_main:
+            folder.append_chart(name, step, value, epoch)
+            chart_logger.log(name, step, value)
 
-    # --- data ---
+    # --- data: read, split and sampled once (by rank 0 in DDP) ---
     task = build_task(cfg, device)
     metric = resolve_metric(cfg.prediction)
-    data = split_and_sample(cfg, cfg.environment.seed, task)
+    data = ddp.read_data_once(
+        folder.path, lambda: split_and_sample(cfg, cfg.environment.seed, task), task
+    )
     if metric.name == "GPT" and cfg.prediction.metric_gpt_template == "mt-bench":
         from llm_studio.metrics.judge import mt_bench_conversations
 
@@ -112,7 +137,7 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
 
     # --- model ---
     backbone = task.load()
-    model = backbone.model
+    model = backbone.model  # validation and saving use the model itself; training steps `trained`
     remove_noise = add_neftune_noise(model, cfg.augmentation.neftune_noise_alpha)
     cleanup.callback(remove_noise)
     if cfg.environment.compile_model:
@@ -120,9 +145,10 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
     trainable, total = count_parameters(model)
     log.info("Parameters: %d trainable of %d (%.2f%%)", trainable, total, 100 * trainable / total)
     train_samples = task.training_dataset(data.train, cfg.environment.seed)
-    train_loader = build_train_loader(train_samples, cfg, task.collate)
+    train_loader = build_train_loader(train_samples, cfg, task.collate, ddp.world_size)
+    trained = ddp.wrap(model, cfg.environment.find_unused_parameters)
 
-    # --- schedule in batches ("steps"); the optimizer steps every grad_accumulation batches ---
+    # --- schedule in (global) batches ("steps"); the optimizer steps every grad_accumulation ---
     tr = cfg.training
     batches_per_epoch = len(train_loader)
     total_steps = tr.epochs * batches_per_epoch
@@ -139,19 +165,26 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
     mask_id = _mask_token_id(backbone.tokenizer)
     generators = {"token_mask": mask_gen}
 
-    position = TrainingPosition(next_eval=eval_every)
+    position = TrainingPosition(next_eval=eval_every, world_size=ddp.world_size)
     if resume:
-        position = load_training_state(folder.resume_dir, model, optimizer, scheduler, generators)
-        folder.truncate_charts_after(position.step)
+        position = load_training_state(
+            folder.resume_dir, model, optimizer, scheduler, generators, ddp.rank, ddp.world_size
+        )
+        if ddp.is_main:
+            folder.truncate_charts_after(position.step)
         log.info("Resuming at step %d of %d", position.step, total_steps)
-    status.total_steps = total_steps
-    folder.write_status(status)
+    if ddp.is_main:
+        status.total_steps = total_steps
+        folder.write_status(status)
 
     def save(dest=None, adapter=True) -> None:
-        task.save(model, folder, dest=dest, adapter=adapter)
+        if ddp.is_main:
+            task.save(model, folder, dest=dest, adapter=adapter)
 
     def evaluate(step: int, epoch: float) -> None:
         result = task.validate(model, data.validation, metric)
+        if result is None:  # DDP: this rank validated its share; rank 0 has the result
+            return
         chart("validation/loss", step, result.loss, epoch)
         chart(f"validation/{metric.name}", step, result.metric_value, epoch)
         for name, value in result.charts.items():
@@ -171,12 +204,15 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
             save(dest=folder.path / f"checkpoint_epoch_{epoch:.2f}", adapter=False)
 
     def save_state() -> None:
-        save_training_state(folder.resume_dir, model, optimizer, scheduler, position, generators)
+        rngs = ddp.gather(random_state(generators))  # every rank's, to resume each as it was
+        if ddp.is_main:
+            save_training_state(folder.resume_dir, model, optimizer, scheduler, position, rngs)
 
     # --- loop ---
     if (tr.evaluate_before_training or tr.epochs == 0) and position.step == 0:
         evaluate(0, 0.0)
-    model.train()
+    trained.train()
+    stopping = False
     for epoch_index in range(position.epoch_index, tr.epochs):
         # Seeded per epoch, so a resumed run sees the same batches in the same order.
         train_loader.generator.manual_seed(cfg.environment.seed + epoch_index)
@@ -185,46 +221,54 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
         for batch_index, batch in enumerate(train_loader):
             if batch_index < skip:
                 continue
-            if stop.requested:
+            stopping = ddp.any_rank(stop.requested)  # every rank stops after the same step
+            if stopping:
                 break
-            if position.step == 0:
+            if position.step == 0 and ddp.is_main:
                 task.write_insights(folder, batch)
             batch = mask_tokens(batch, cfg.augmentation.token_mask_probability, mask_id, mask_gen)
+            batch, loss_scale = ddp.rows_of_rank(batch, task.loss_weight)  # all rows in 1 process
             batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=backbone.compute_dtype, enabled=use_amp):
-                loss, extra = task.loss(model, batch)
-            (loss / accumulation).backward()
+            updates = (position.step + 1) % accumulation == 0 or position.step + 1 == total_steps
+            with ddp.gradient_sync(trained, updates):  # accumulating batches skip the all-reduce
+                with torch.autocast(device.type, dtype=backbone.compute_dtype, enabled=use_amp):
+                    loss, extra = task.loss(trained, batch)
+                (loss * loss_scale / accumulation).backward()
             position.step += 1
             step = position.step
             lr = optimizer.param_groups[0]["lr"]  # the rate this batch's update uses
-            if step % accumulation == 0 or step == total_steps:
+            if updates:
                 optimizer_step(model, optimizer, scheduler, tr.gradient_clip)
             position.epoch_index, position.batch_in_epoch = epoch_index, batch_index + 1
 
+            # The global batch's loss (the ranks' weighted losses average to it) and extras.
+            values = ddp.mean_over_ranks({"loss": loss.item() * loss_scale, **extra})
+            train_loss = values.pop("loss")
             epoch = step / batches_per_epoch
-            chart("train/loss", step, loss.item(), epoch)
+            chart("train/loss", step, train_loss, epoch)
             chart("train/lr", step, lr, epoch)
-            for name, value in extra.items():
+            for name, value in values.items():
                 chart(f"train/{name}", step, value, epoch)
-            _update_status(folder, status, step, total_steps, epoch, started)
+            if ddp.is_main:
+                _update_status(folder, status, step, total_steps, epoch, started)
             if step % max(1, batches_per_epoch // 10) == 0 or step == total_steps:
                 log.info(
                     "epoch %.2f step %d/%d loss %.4f lr %.3g eta %s",
-                    *(epoch, step, total_steps, loss.item(), lr, _format_eta(status.eta_seconds)),
+                    *(epoch, step, total_steps, train_loss, lr, _format_eta(status.eta_seconds)),
                 )
             if step >= position.next_eval - 1e-9 or step == total_steps:
                 while position.next_eval <= step + 1e-9:
                     position.next_eval += eval_every
                 evaluate(step, epoch)
-                model.train()
+                trained.train()
                 if step < total_steps:
                     save_state()
-            _fault_hook(step)
-        if stop.requested:
+            _fault_hook(step, ddp.rank)
+        if stopping:
             break
 
     # --- the end: stopped or finished ---
-    stopped = stop.requested
+    stopped = ddp.any_rank(stop.requested)
     if stopped:
         save_state()
         log.info("Stopped at step %d; resume with train.py -Y cfg.yaml --resume", position.step)
@@ -239,22 +283,39 @@ def _run(cfg, status: ExperimentStatus, stop: StopFlag, resume: bool, cleanup: E
     status.state = "stopped" if stopped else "finished"
     status.progress = status.progress if stopped else 1.0
     status.eta_seconds = 0.0
-    folder.write_status(status)
+    if ddp.is_main:
+        folder.write_status(status)
     log.info("Experiment %s after %.1f s", status.state, time.time() - started)
     return status
 
 
-def build_train_loader(samples, cfg, collate) -> DataLoader:
-    """Shuffled with a generator seeded from the config, so a seed fixes the batch order."""
-    return DataLoader(
+def build_train_loader(samples, cfg, collate, world_size: int = 1) -> DataLoader:
+    """Shuffled with a generator seeded from the config, so a seed fixes the batch order.
+
+    A batch is the global batch, batch_size per process x processes: in DDP every rank loads
+    it and keeps its own rows, so the batches are those of one process of that batch size. A
+    last batch too small to give every rank a row is left out.
+    """
+    batch_size = cfg.training.batch_size * world_size
+    drop_last = cfg.training.drop_last_batch and len(samples) >= batch_size
+    if 0 < len(samples) % batch_size < world_size:
+        log.info(
+            "The last %d training samples of each epoch are left out: fewer than one per process",
+            len(samples) % batch_size,
+        )
+        drop_last = True
+    loader = DataLoader(
         samples,
-        batch_size=cfg.training.batch_size,
+        batch_size=batch_size,
         shuffle=True,
-        drop_last=cfg.training.drop_last_batch and len(samples) >= cfg.training.batch_size,
+        drop_last=drop_last,
         collate_fn=collate,
         num_workers=cfg.environment.number_of_workers,
         generator=torch.Generator().manual_seed(cfg.environment.seed),
     )
+    if len(loader) == 0:
+        raise DataError(f"{len(samples)} training samples cannot feed {world_size} processes")
+    return loader
 
 
 def optimizer_step(model, optimizer, scheduler, gradient_clip: float) -> None:
@@ -290,9 +351,12 @@ def _format_eta(seconds: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
-def _fault_hook(step: int) -> None:
+def _fault_hook(step: int, rank: int) -> None:
     wanted = os.environ.get(FAULT_ENV)
-    if wanted:
+    only_rank = os.environ.get(FAULT_RANK_ENV)
+    if wanted and (not only_rank or int(only_rank) == rank):
         name, _, at = wanted.partition(":")
+        if at and int(at) == step and name == "error":
+            raise RuntimeError(f"{FAULT_ENV}: fault injected on rank {rank} at step {step}")
         if at and int(at) == step:
             os.kill(os.getpid(), getattr(signal, name))

@@ -24,11 +24,23 @@ class TrainingPosition:
     batch_in_epoch: int = 0  # batches of that epoch already done
     next_eval: float = 0.0
     best_value: float | None = None
+    world_size: int = 1  # processes of the run (DDP): a step is a batch of all of them
 
 
 def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {
         n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad
+    }
+
+
+def random_state(generators: dict[str, torch.Generator]) -> dict:
+    """This process's random state: the global generators and the loop's own."""
+    return {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "generators": {k: g.get_state() for k, g in generators.items()},
     }
 
 
@@ -38,8 +50,9 @@ def save_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler,
     position: TrainingPosition,
-    generators: dict[str, torch.Generator],
+    rngs: list[dict],
 ) -> None:
+    """`rngs`: the `random_state` of every process of the run, in rank order."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     save_file(_trainable(model), tmp / "trainable.safetensors")
@@ -47,13 +60,7 @@ def save_training_state(
         {
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "rng": {
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                "generators": {k: g.get_state() for k, g in generators.items()},
-            },
+            "rng": rngs,
         },
         tmp / "state.pt",
     )
@@ -67,11 +74,21 @@ def load_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler,
     generators: dict[str, torch.Generator],
+    rank: int = 0,
+    world_size: int = 1,
 ) -> TrainingPosition:
     if not (src / "position.json").is_file():
         raise ConfigError(
             f"--resume: {src.parent} has no saved training state yet "
             "(it is written at each validation and when a run is stopped)"
+        )
+    position = TrainingPosition(**json.loads((src / "position.json").read_text()))
+    if position.world_size != world_size:
+        n = position.world_size
+        how = f"bash distributed_train.sh {n} -Y" if n > 1 else "python train.py -Y"
+        raise ConfigError(
+            f"--resume: the saved state is of a run of {n} process(es), this one has "
+            f"{world_size}; resume with {how} cfg.yaml --resume"
         )
     weights = load_file(src / "trainable.safetensors")
     params = dict(model.named_parameters())
@@ -84,7 +101,7 @@ def load_training_state(
     state = torch.load(src / "state.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
-    rng = state["rng"]
+    rng = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]  # list: per rank
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     torch.set_rng_state(rng["torch"])
@@ -92,4 +109,4 @@ def load_training_state(
         torch.cuda.set_rng_state_all(rng["cuda"])
     for name, generator in generators.items():
         generator.set_state(rng["generators"][name])
-    return TrainingPosition(**json.loads((src / "position.json").read_text()))
+    return position

@@ -11,7 +11,8 @@ import torch
 from llm_studio.data.tokenization import collate_training, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
-from llm_studio.models.generation import batched, generate_batch
+from llm_studio.models.generation import generate_batch
+from llm_studio.training.distributed import map_batches
 from llm_studio.training.losses import per_sample_loss
 
 INSIGHT_ROWS = 5
@@ -78,14 +79,16 @@ class ValidationResult:
 @torch.no_grad()
 def validate(
     model, tokenizer, fmt, conversations, encoded, cfg, device, metric: Metric
-) -> ValidationResult:
+) -> ValidationResult | None:
+    """In DDP, every rank validates its share of the batches and rank 0 alone gets the
+    result; the other ranks get None."""
     was_training = model.training
     model.eval()
     batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
-    losses: list[float] = []
-    for chunk in batched(encoded, batch_size):
+
+    def loss_and_prediction(rows: list) -> list[tuple[float, str]]:
         batch = collate_training(
-            chunk,
+            [sample for _, sample in rows],
             pad_id=tokenizer.pad_token_id,
             padding_quantile=1.0,
             max_length=cfg.tokenizer.max_length,
@@ -94,16 +97,20 @@ def validate(
         logits = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
         ).logits
-        losses.extend(per_sample_loss(logits, batch["labels"]).float().cpu().tolist())
+        losses = per_sample_loss(logits, batch["labels"]).float().cpu().tolist()
+        prompt_ids = [encode_prompt(c, tokenizer, fmt, cfg.tokenizer.max_length) for c, _ in rows]
+        return list(
+            zip(losses, generate_batch(model, tokenizer, prompt_ids, cfg.prediction, device))
+        )
 
+    rows = map_batches(loss_and_prediction, list(zip(conversations, encoded)), batch_size)
+    model.train(was_training)
+    if rows is None:
+        return None
+    losses = [loss for loss, _ in rows]
+    predictions = [prediction for _, prediction in rows]
     prompts = [fmt.render(c, with_last_answer=False) for c in conversations]
     targets = [c.answers[-1] for c in conversations]
-    prompt_ids = [encode_prompt(c, tokenizer, fmt, cfg.tokenizer.max_length) for c in conversations]
-    predictions: list[str] = []
-    for chunk in batched(prompt_ids, batch_size):
-        predictions.extend(generate_batch(model, tokenizer, chunk, cfg.prediction, device))
-    model.train(was_training)
-
     scores = metric.score(
         predictions=predictions,
         targets=targets,

@@ -42,6 +42,10 @@ class Task(Protocol):
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss of a batch, and extra values to chart under train/."""
 
+    def loss_weight(self, batch: dict) -> int:
+        """What the loss of `batch` averages over (labelled tokens or samples): in DDP each
+        rank's loss counts by its share of the global batch's weight."""
+
     def validate(self, model, items: list, metric: Metric) -> ValidationOutcome: ...
 
     def save(self, model, folder: ExperimentFolder, dest=None, adapter: bool = True) -> None: ...

@@ -11,7 +11,7 @@ from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.conversations import build_conversations
 from llm_studio.data.personalize import personalize
 from llm_studio.data.prompt_format import PromptFormat
-from llm_studio.data.tokenization import collate_training, encode_for_training
+from llm_studio.data.tokenization import IGNORE_INDEX, collate_training, encode_for_training
 from llm_studio.models.backbone import LoadedBackbone, load_backbone, prepare_for_training
 from llm_studio.training.checkpointing import save_model
 from llm_studio.training.insights import write_train_insights
@@ -73,6 +73,11 @@ class CausalLMTask:
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
         ).logits
         return LOSSES[self.cfg.training.loss_function](logits, batch["labels"]), {}
+
+    def loss_weight(self, batch: dict) -> int:
+        if self.cfg.training.loss_function == "TokenAveragedCrossEntropy":
+            return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())  # the predicted tokens
+        return len(batch["input_ids"])  # samples (also the label tasks' rows)
 
     # --- validation, saving, insights ---
     def validate(self, model, items: list, metric):

@@ -37,6 +37,7 @@ from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.export.checkpoint import is_peft
 from llm_studio.models.backbone import model_source
 from llm_studio.models.heads import LabelModel, read_head, save_head
+from llm_studio.training.distributed import map_batches
 from llm_studio.training.tasks.causal_lm import CausalLMTask
 
 log = logging.getLogger("llm_studio")
@@ -343,28 +344,31 @@ class LabelTask(CausalLMTask):
         return labels if self.multi_label else labels[:, 0]
 
     @torch.no_grad()
-    def validate(self, model, items: list[LabelItem], metric) -> LabelValidationResult:
+    def validate(self, model, items: list[LabelItem], metric) -> LabelValidationResult | None:
+        """Sharded over the ranks in DDP: rank 0 gets the result, the others None."""
         was_training = model.training
         model.eval()
         batch_size = self.cfg.prediction.batch_size_inference or self.cfg.training.batch_size
-        encoded = [self.encode(item) for item in items]
-        raw, losses = [], []
-        for start in range(0, len(encoded), batch_size):
+
+        def outputs_and_loss(chunk: list[LabelSample]) -> list[tuple[list[float], float]]:
             batch = collate_labels(
-                encoded[start : start + batch_size],
+                chunk,
                 pad_id=self.tokenizer.pad_token_id,
                 padding_quantile=1.0,
                 max_length=self.cfg.tokenizer.max_length,
             )
             batch = {k: v.to(self.device) for k, v in batch.items()}
             outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-            losses.append(LABEL_LOSSES[self.loss_name](outputs, batch["targets"]).float().cpu())
-            raw.append(outputs.float().cpu())
-        model.train(was_training)
+            losses = LABEL_LOSSES[self.loss_name](outputs, batch["targets"])
+            return list(zip(outputs.float().cpu().tolist(), losses.float().cpu().tolist()))
 
-        predictions = predictions_from(
-            torch.cat(raw), ACTIVATIONS[self.loss_name], self.single_binary
-        )
+        rows = map_batches(outputs_and_loss, [self.encode(item) for item in items], batch_size)
+        model.train(was_training)
+        if rows is None:
+            return None
+        raw = torch.tensor([outputs for outputs, _ in rows], dtype=torch.float32)
+        losses = torch.tensor([loss for _, loss in rows], dtype=torch.float32)
+        predictions = predictions_from(raw, ACTIVATIONS[self.loss_name], self.single_binary)
         targets = self.metric_targets(items)
         frame = pd.DataFrame({"prompt": [self.fmt.render(i.conversation, False) for i in items]})
         target_matrix = targets.reshape(len(items), -1)
@@ -374,7 +378,7 @@ class LabelTask(CausalLMTask):
             frame[name] = predictions[:, k]
         if not self.regression and not self.multi_label:
             frame["predicted_class"] = predictions.argmax(axis=1)
-        frame["loss"] = torch.cat(losses).double().numpy()
+        frame["loss"] = losses.double().numpy()
         row_scores = np.asarray(metric.score(targets=targets, outputs=predictions), dtype=float)
         if not np.all(np.isnan(row_scores)):
             frame[metric.name] = row_scores

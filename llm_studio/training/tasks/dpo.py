@@ -33,7 +33,7 @@ from llm_studio.data.preferences import (
 )
 from llm_studio.data.tokenization import IGNORE_INDEX
 from llm_studio.models.backbone import LoadedBackbone
-from llm_studio.models.generation import batched
+from llm_studio.training.distributed import map_batches
 from llm_studio.training.dpo_losses import (
     PREFERENCE_LOSSES,
     REFERENCE_FREE,
@@ -138,39 +138,47 @@ class DPOTask(CausalLMTask):
         result = self.preference_loss(model, batch)
         return result.loss, result.stats()
 
+    def loss_weight(self, batch: dict) -> int:
+        return len(batch["chosen_input_ids"])  # the loss is a mean over pairs
+
     # --- validation, insights ---
-    def validate(self, model, items: list, metric) -> DPOValidationResult:
+    def validate(self, model, items: list, metric) -> DPOValidationResult | None:
         """The metric on the chosen answers (generation, as causal LM), and the preference
         loss and reward charts on the pairs. Validation items that are not pairs (mt-bench
-        questions) get the metric only, with the causal loss."""
+        questions) get the metric only, with the causal loss. Sharded over the ranks in DDP:
+        rank 0 gets the result, the others None."""
         pairs = [p for p in items if isinstance(p, PreferencePair)]
         conversations = [p.chosen if isinstance(p, PreferencePair) else p for p in items]
         causal = super().validate(model, conversations, metric)
         if not pairs:
-            return DPOValidationResult(causal, causal.loss, {})
-        losses, stats = self._validation_pairs(model, pairs)
-        return DPOValidationResult(causal, float(np.mean(losses)), stats)
+            return DPOValidationResult(causal, causal.loss, {}) if causal else None
+        whole = self._validation_pairs(model, pairs)
+        if whole is None:
+            return None
+        return DPOValidationResult(causal, float(np.mean(whole.losses.tolist())), whole.stats())
 
     @torch.no_grad()
-    def _validation_pairs(self, model, pairs: list[PreferencePair]):
+    def _validation_pairs(self, model, pairs: list[PreferencePair]) -> PreferenceLoss | None:
         cfg = self.cfg
         batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
-        losses, chosen, rejected = [], [], []
+
+        def loss_and_rewards(chunk: list[EncodedPair]) -> list[list[float]]:
+            batch = collate_pairs(
+                chunk,
+                pad_id=self.tokenizer.pad_token_id,
+                padding_quantile=1.0,
+                max_length=cfg.tokenizer.max_length,
+            )
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            result = self.preference_loss(model, batch)
+            per_pair = [result.losses, result.chosen_rewards, result.rejected_rewards]
+            return torch.stack([t.float() for t in per_pair], dim=1).cpu().tolist()
+
         with _eval_mode(model):
-            for chunk in batched([self.encode_pair(p) for p in pairs], batch_size):
-                batch = collate_pairs(
-                    chunk,
-                    pad_id=self.tokenizer.pad_token_id,
-                    padding_quantile=1.0,
-                    max_length=cfg.tokenizer.max_length,
-                )
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                result = self.preference_loss(model, batch)
-                losses.append(result.losses.float().cpu())
-                chosen.append(result.chosen_rewards.float().cpu())
-                rejected.append(result.rejected_rewards.float().cpu())
-        whole = PreferenceLoss(torch.cat(losses), torch.cat(chosen), torch.cat(rejected))
-        return whole.losses.tolist(), whole.stats()
+            rows = map_batches(loss_and_rewards, [self.encode_pair(p) for p in pairs], batch_size)
+        if rows is None:
+            return None
+        return PreferenceLoss(*torch.tensor(rows, dtype=torch.float32).unbind(dim=1))
 
     def write_insights(self, folder, batch: dict) -> None:
         """The chosen sequences, as causal LM shows its batches."""

@@ -23,7 +23,8 @@ import torch.nn.functional as F
 from llm_studio.data.tokenization import IGNORE_INDEX, batch_length, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
-from llm_studio.models.generation import batched, cut_at_stop, generation_kwargs
+from llm_studio.models.generation import cut_at_stop, generation_kwargs
+from llm_studio.training.distributed import map_batches
 from llm_studio.training.tasks.causal_lm import CausalLMTask
 from llm_studio.training.validation import ValidationResult
 
@@ -201,38 +202,41 @@ class Seq2SeqTask(CausalLMTask):
         logits = decoder_logits(model, batch)
         return LOSSES[self.cfg.training.loss_function](logits, batch["labels"]), {}
 
+    def loss_weight(self, batch: dict) -> int:
+        if self.cfg.training.loss_function == "TokenAveragedCrossEntropy":
+            return int((batch["labels"] != IGNORE_INDEX).sum())  # aligned: every answer token
+        return len(batch["input_ids"])
+
     @torch.no_grad()
-    def validate(self, model, items: list, metric: Metric) -> ValidationResult:
+    def validate(self, model, items: list, metric: Metric) -> ValidationResult | None:
+        """Sharded over the ranks in DDP: rank 0 gets the result, the others None."""
         cfg = self.cfg
         was_training = model.training
         model.eval()
         batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
-        encoded = [self.encode(c) for c in items]
-        losses: list[float] = []
-        predictions: list[str] = []
+
+        def loss_and_prediction(chunk: list[Seq2SeqSample]) -> list[tuple[float, str]]:
+            batch = collate_seq2seq(
+                chunk,
+                pad_id=self.tokenizer.pad_token_id,
+                padding_quantile=1.0,
+                max_length=cfg.tokenizer.max_length,
+            )
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            logits = decoder_logits(model, batch)
+            losses = per_sample_loss(logits, batch["labels"]).float().cpu().tolist()
+            prompts = [s.input_ids for s in chunk]
+            answers = generate_answers(model, self.tokenizer, prompts, cfg.prediction, self.device)
+            return list(zip(losses, answers))
+
         try:
-            for chunk in batched(encoded, batch_size):
-                batch = collate_seq2seq(
-                    chunk,
-                    pad_id=self.tokenizer.pad_token_id,
-                    padding_quantile=1.0,
-                    max_length=cfg.tokenizer.max_length,
-                )
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                logits = decoder_logits(model, batch)
-                losses.extend(per_sample_loss(logits, batch["labels"]).float().cpu().tolist())
-                predictions.extend(
-                    generate_answers(
-                        model,
-                        self.tokenizer,
-                        [s.input_ids for s in chunk],
-                        cfg.prediction,
-                        self.device,
-                    )
-                )
+            rows = map_batches(loss_and_prediction, [self.encode(c) for c in items], batch_size)
         finally:
             model.train(was_training)
-
+        if rows is None:
+            return None
+        losses = [loss for loss, _ in rows]
+        predictions = [prediction for _, prediction in rows]
         targets = [c.answers[-1] for c in items]
         scores = metric.score(
             predictions=predictions,

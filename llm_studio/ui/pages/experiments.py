@@ -19,6 +19,7 @@ from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.models.offline_backbone import DEFAULT_BACKBONE
 from llm_studio.store import ExperimentRecord, StoreError, experiment_dir
 from llm_studio.ui import layout, secrets
+from llm_studio.ui.pages.experiment_export import export_buttons
 from llm_studio.ui.settings_form import apply_form, settings_items
 from llm_studio.ui.state import app_runner, client_state
 
@@ -36,6 +37,7 @@ TABS = (
     ("prediction_insights", "Validation prediction insights"),
     ("logs", "Logs"),
     ("config", "Config"),
+    ("chat", "Chat"),
 )
 REFRESH_SECONDS = 2.0
 
@@ -380,7 +382,8 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
                     name="experiment_tab",
                     value=tab,
                     items=[ui.tab(name=n, label=label) for n, label in TABS],
-                )
+                ),
+                export_buttons(),
             ],
         )
     }
@@ -482,7 +485,13 @@ def _escape(text: str) -> str:
     return text.replace("<", "&lt;").replace("*", "\\*")
 
 
+def _chat_placeholder(record) -> dict:
+    return {"experiment_body": ui.form_card(box="main", items=[ui.text("Chat is loading…")])}
+
+
+# Tabs name -> cards; other page modules register theirs here (e.g. the chat tab).
 TAB_CARDS = {
+    "chat": _chat_placeholder,
     "charts": _charts,
     "summary": _summary,
     "train_insights": _train_insights,

@@ -1,0 +1,140 @@
+"""Download model / adapter / predictions / logs, and Push checkpoint to huggingface.
+
+Zips are built and pushes run in a worker thread (`q.run`), so the page stays responsive.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from h2o_wave import Q, on, ui
+
+from llm_studio.ui import layout, secrets
+from llm_studio.ui.state import client_state
+
+DOWNLOADS = {
+    "download_model": ("build_model_zip", "model"),
+    "download_adapter": ("build_adapter_zip", "adapter"),
+    "download_predictions": ("build_predictions_zip", "predictions"),
+    "download_logs": ("build_logs_zip", "logs"),
+}
+
+
+def export_buttons() -> ui.Component:
+    return ui.buttons(
+        [
+            ui.button(name="download_model", label="Download model"),
+            ui.button(name="download_adapter", label="Download adapter"),
+            ui.button(name="download_predictions", label="Download predictions"),
+            ui.button(name="download_logs", label="Download logs"),
+            ui.button(name="push_dialog", label="Push checkpoint to huggingface"),
+        ]
+    )
+
+
+def _record(q: Q):
+    return client_state(q).store.get_experiment(q.client.experiment_id)
+
+
+def _note(q: Q, component: ui.Component) -> None:
+    q.page["experiment_note"] = ui.form_card(box="main", items=[component])
+    shown = q.client[layout.MAIN_CARDS] or []
+    if "experiment_note" not in shown:  # so the next page removes it
+        q.client[layout.MAIN_CARDS] = shown + ["experiment_note"]
+
+
+async def _download(q: Q, builder_name: str, kind: str) -> None:
+    from llm_studio.export import package
+
+    record = _record(q)
+    _note(q, ui.progress(f"Preparing the {kind} download"))
+    await q.page.save()
+    out_dir = Path(tempfile.mkdtemp(prefix="llmstudio-download-"))
+    try:
+        archive = await q.run(getattr(package, builder_name), Path(record.path), out_dir)
+        (url,) = await q.site.upload([str(archive)])
+    except package.ExportError as exc:
+        _note(q, layout.message(str(exc), "error"))
+        return
+    finally:
+        for leftover in out_dir.glob("*"):
+            leftover.unlink(missing_ok=True)
+        out_dir.rmdir()
+    _note(q, ui.link(label=f"Download {Path(archive).name}", path=url, download=True))
+
+
+@on("download_model")
+async def download_model(q: Q) -> None:
+    await _download(q, *DOWNLOADS["download_model"])
+
+
+@on("download_adapter")
+async def download_adapter(q: Q) -> None:
+    await _download(q, *DOWNLOADS["download_adapter"])
+
+
+@on("download_predictions")
+async def download_predictions(q: Q) -> None:
+    await _download(q, *DOWNLOADS["download_predictions"])
+
+
+@on("download_logs")
+async def download_logs(q: Q) -> None:
+    await _download(q, *DOWNLOADS["download_logs"])
+
+
+@on("push_dialog")
+async def push_dialog(q: Q) -> None:
+    record = _record(q)
+    q.page["meta"].dialog = ui.dialog(
+        title="Push checkpoint to huggingface",
+        name="push_dialog_box",
+        items=[
+            ui.textbox(name="hub_account", label="Account name (empty: the token's user)"),
+            ui.textbox(name="hub_model_name", label="Model name", value=record.name),
+            ui.textbox(
+                name="hub_token",
+                label="Hugging Face API key (empty: the one saved in Settings)",
+                password=True,
+            ),
+            ui.buttons(
+                [
+                    ui.button(name="push_confirm", label="Export", primary=True),
+                    ui.button(name="push_cancel", label="Cancel"),
+                ]
+            ),
+        ],
+    )
+
+
+@on("push_cancel")
+async def push_cancel(q: Q) -> None:
+    q.page["meta"].dialog = None
+
+
+@on("push_confirm")
+async def push_confirm(q: Q) -> None:
+    from llm_studio.export.hub import push_to_hub
+    from llm_studio.export.package import ExportError
+
+    state = client_state(q)
+    q.page["meta"].dialog = None
+    token = q.args.hub_token or secrets.load(
+        state.store.get_setting("credential_handler", "env_file"), state.session_secrets
+    ).get("HF_TOKEN", "")
+    record = _record(q)
+    _note(q, ui.progress("Pushing to the Hugging Face Hub"))
+    await q.page.save()
+    try:
+        url = await q.run(
+            push_to_hub,
+            Path(record.path),
+            q.args.hub_model_name or record.name,
+            token,
+            q.args.hub_account or None,
+        )
+    except ExportError as exc:
+        _note(q, layout.message(str(exc), "error"))
+        return
+    _note(q, layout.message(f"Pushed to {url}", "success"))
