@@ -59,3 +59,4 @@ shell:
 # Benchmarks print a ratio against a baseline run in the same process; they assert nothing.
 bench: setup
 	$(BIN)/python bench/bench_padding.py
+	$(BIN)/python bench/bench_experiment_list.py

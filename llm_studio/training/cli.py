@@ -1,10 +1,17 @@
-"""`python train.py -Y cfg.yaml [--section.key value ...]`: load, check, run, report."""
+"""`python train.py -Y cfg.yaml [--section.key value ...]`: load, check, run, report.
+
+Under torchrun (distributed_train.sh) every rank runs this. Rank 0 owns the experiment folder:
+it starts logs.log and writes the status. The other ranks log warnings to their console only;
+a rank that fails appends its error to logs.log, and rank 0, failing in turn when the other
+ranks' collectives break off, puts the first rank's error into the failed status.
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
 import signal
 import sys
 import time
@@ -25,16 +32,27 @@ log = logging.getLogger("llm_studio")
 USER_ERRORS = (ConfigError, DataError)
 
 
-def setup_logging(logfile: Path | None) -> None:
+def torchrun_rank() -> int | None:
+    """This process's rank when torchrun started several (distributed_train.sh), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return int(os.environ.get("RANK", "0"))
+    return None
+
+
+def setup_logging(logfile: Path | None, rank: int | None = None) -> None:
+    """INFO to the console and `logfile`; ranks other than 0 log warnings to the console only."""
     root = logging.getLogger()
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.INFO if not rank else logging.WARNING)
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    where = "" if rank is None else f"[rank {rank}] "
+    formatter = logging.Formatter(
+        f"%(asctime)s {where}%(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"
+    )
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(formatter)
     root.addHandler(console)
-    if logfile is not None:
+    if logfile is not None and not rank:
         logfile.parent.mkdir(parents=True, exist_ok=True)
         file_handler = logging.FileHandler(logfile, mode="a", encoding="utf-8")
         file_handler.setFormatter(formatter)
@@ -79,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
         help="continue a stopped or crashed experiment from its last saved training state",
     )
     args, overrides = parser.parse_known_args(argv)
+    rank = torchrun_rank()
+    main_rank = not rank  # rank 0, or the only process
 
     status = ExperimentStatus(
         state="running",
@@ -87,13 +107,15 @@ def main(argv: list[str] | None = None) -> int:
         started_at=time.time(),
     )
     folder: ExperimentFolder | None = None
+    log_start = 0  # where this run's lines begin in logs.log
     try:
         cfg, warnings = load_config(args.yaml, overrides)
         folder = ExperimentFolder(cfg.output_directory)
         folder.path.mkdir(parents=True, exist_ok=True)
-        if not args.resume:
+        if not args.resume and main_rank:
             folder.logs.write_text("", encoding="utf-8")
-        setup_logging(folder.logs)
+        log_start = folder.logs.stat().st_size if folder.logs.exists() else 0
+        setup_logging(folder.logs, rank)
         for warning in warnings:
             log.warning("%s: %s", args.yaml, warning)
         import torch
@@ -103,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             log.warning(warning)
         if result.errors:
             raise ConfigError("; ".join(result.errors))
-        folder.write_status(status)
+        if main_rank:
+            folder.write_status(status)
 
         from llm_studio.training.loop import StopFlag, run_experiment
 
@@ -119,24 +142,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if status.state == "finished" else 130
     except USER_ERRORS as exc:
         message = str(exc)
-        return _fail(folder, args.yaml, overrides, status, message, detail=None)
+        return _fail(folder, args.yaml, overrides, status, message, None, rank, log_start)
     except Exception as exc:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return _fail(folder, args.yaml, overrides, status, message, detail=traceback.format_exc())
+        detail = traceback.format_exc()
+        return _fail(folder, args.yaml, overrides, status, message, detail, rank, log_start)
 
 
-def _fail(folder, yaml_path, overrides, status, message, detail) -> int:
+def _fail(folder, yaml_path, overrides, status, message, detail, rank, log_start) -> int:
+    """Append the error to logs.log (every rank) and write the failed status (rank 0). In DDP
+    the status names the first rank that failed: when one rank fails, the others fail next,
+    as their collectives break off, and its error is in logs.log by then."""
     if folder is None:
         out = _output_directory_of(yaml_path, overrides)
         folder = ExperimentFolder(out) if out is not None else None
     if folder is not None:
         try:
             folder.path.mkdir(parents=True, exist_ok=True)
-            status.state = "failed"
-            status.error = message
-            folder.write_status(status)
+            if not rank:  # rank 0, or the only process
+                other = _first_rank_error(folder.logs, log_start) if rank == 0 else None
+                status.state, status.error = "failed", other or message
+                folder.write_status(status)
+            tag = "" if rank is None else f"[rank {rank}] "
             with open(folder.logs, "a", encoding="utf-8") as fh:
-                fh.write(f"ERROR {message}\n")
+                fh.write(f"ERROR {tag}{message}\n")
                 if detail:
                     fh.write(detail)
         except OSError:
@@ -144,3 +173,15 @@ def _fail(folder, yaml_path, overrides, status, message, detail) -> int:
     where = f" (details in {folder.logs})" if folder is not None and detail else ""
     print(f"Error: {message}{where}", file=sys.stderr)
     return 1
+
+
+def _first_rank_error(logs: Path, offset: int) -> str | None:
+    """`rank N: message` of the first error another rank appended to logs.log in this run."""
+    try:
+        with open(logs, "rb") as fh:
+            fh.seek(offset)
+            text = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return None
+    match = re.search(r"^ERROR \[rank ([1-9]\d*)\] (.*)$", text, flags=re.MULTILINE)
+    return f"rank {match.group(1)}: {match.group(2)}" if match else None

@@ -16,6 +16,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config, save_config
 from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.experiments.summary import SummaryCache
 from llm_studio.models.offline_backbone import DEFAULT_BACKBONE
 from llm_studio.store import ExperimentRecord, StoreError, experiment_dir
 from llm_studio.ui import layout, secrets
@@ -208,21 +209,26 @@ async def _run(q: Q, proceed_on_warnings: bool) -> None:
 # --- View experiments ---
 
 
-def _row(record, store) -> ui.TableRow:
-    folder = ExperimentFolder(record.path)
-    status = folder.current_status()
+SUMMARIES = SummaryCache()
+_METRICS: dict[str, str] = {}  # config file -> metric; a launched experiment's config is fixed
+
+
+def _metric_of(config_file: str) -> str:
+    if config_file not in _METRICS:
+        try:
+            cfg, _ = load_config(config_file)
+            _METRICS[config_file] = cfg.prediction.metric
+        except (ConfigError, OSError):
+            return ""
+    return _METRICS[config_file]
+
+
+def _row(record, datasets: dict) -> ui.TableRow:
+    summary = SUMMARIES.get(record.path)
+    status = summary.status
     state = app_runner().state(record)
-    metric, best = "", ""
-    try:
-        cfg, _ = load_config(record.config_file)
-        metric = cfg.prediction.metric
-        points = [p for p in folder.read_charts()[0] if p.name == f"validation/{metric}"]
-        if points:
-            best = f"{max(p.value for p in points) if metric in ('BLEU', 'GPT', 'AUC', 'Accuracy') else min(p.value for p in points):.4f}"
-    except (ConfigError, OSError):
-        pass
-    dataset = store.get_dataset(record.dataset_id)
-    progress = status.progress if status else 0.0
+    metric = _metric_of(record.config_file or str(Path(record.path) / "cfg.yaml"))
+    best = summary.best_of(metric)
     eta = ""
     if status and status.eta_seconds and state == "running":
         eta = time.strftime("%H:%M:%S", time.gmtime(status.eta_seconds))
@@ -230,16 +236,21 @@ def _row(record, store) -> ui.TableRow:
         name=str(record.id),
         cells=[
             f"[{record.name}](#experiment/{record.id})",
-            dataset.name if dataset else "",
+            datasets.get(record.dataset_id, ""),
             PROBLEM_TYPE_LABELS.get(record.problem_type, record.problem_type),
             metric,
-            best,
+            "" if best is None else f"{best:.4f}",
             state,
-            str(progress),
+            str(status.progress if status else 0.0),
             eta,
             time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created_at or 0)),
         ],
-    )  # fmt: skip
+    )
+
+
+def experiment_rows(store) -> list[ui.TableRow]:
+    datasets = {d.id: d.name for d in store.list_datasets()}
+    return [_row(r, datasets) for r in reversed(store.list_experiments())]
 
 
 def _experiment_table(q: Q) -> ui.Component:
@@ -257,7 +268,7 @@ def _experiment_table(q: Q) -> ui.Component:
         ui.table_column(name="eta", label="ETA"),
         ui.table_column(name="started", label="Start time"),
     ]  # fmt: skip
-    rows = [_row(r, store) for r in reversed(store.list_experiments())]
+    rows = experiment_rows(store)
     return ui.table(name="experiments_table", columns=columns, rows=rows, multiple=True,
                     height="520px")  # fmt: skip
 

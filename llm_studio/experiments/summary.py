@@ -1,0 +1,62 @@
+"""What the experiment list shows per experiment, read incrementally from its folder.
+
+A list of hundreds of experiments refreshes every few seconds, so nothing is read twice: the
+status file only when its mtime changed, the charts only from the byte offset read last time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
+
+HIGHER_IS_BETTER = {"BLEU", "GPT", "AUC", "Accuracy"}
+
+
+@dataclass
+class ExperimentSummary:
+    status: ExperimentStatus | None = None
+    best: dict[str, float] = field(default_factory=dict)  # validation metric name -> best value
+    _status_mtime: float = -1.0
+    _charts_offset: int = 0
+
+    def best_of(self, metric: str) -> float | None:
+        return self.best.get(metric)
+
+
+class SummaryCache:
+    def __init__(self) -> None:
+        self._entries: dict[Path, ExperimentSummary] = {}
+
+    def get(self, path: str | Path) -> ExperimentSummary:
+        path = Path(path)
+        entry = self._entries.setdefault(path, ExperimentSummary())
+        folder = ExperimentFolder(path)
+        try:
+            mtime = folder.status_file.stat().st_mtime
+        except FileNotFoundError:
+            mtime = -1.0
+        if mtime != entry._status_mtime:
+            entry.status = folder.read_status()
+            entry._status_mtime = mtime
+        if entry.status is not None and entry.status.state == "running":
+            entry.status = folder.current_status()  # a dead process reads as failed
+        try:
+            size = folder.charts_file.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size < entry._charts_offset:  # rewritten (a rerun or a resume): read it afresh
+            entry._charts_offset, entry.best = 0, {}
+        points, entry._charts_offset = folder.read_charts(entry._charts_offset)
+        for p in points:
+            if not p.name.startswith("validation/") or p.name == "validation/loss":
+                continue
+            metric = p.name.split("/", 1)[1]
+            old = entry.best.get(metric)
+            better = max if metric in HIGHER_IS_BETTER else min
+            entry.best[metric] = p.value if old is None else better(old, p.value)
+        return entry
+
+    def forget(self, path: str | Path) -> None:
+        self._entries.pop(Path(path), None)
