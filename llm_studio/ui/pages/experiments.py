@@ -127,6 +127,19 @@ async def setting_changed(q: Q, key: str) -> None:
     _experiment_form(q)
 
 
+@on("new_from_experiment")
+async def new_from_experiment(q: Q) -> None:
+    """A new experiment pre-filled with this one's settings (and its dataset)."""
+    state = client_state(q)
+    record = state.store.get_experiment(q.client.experiment_id)
+    cfg, _ = load_config(record.config_file)
+    cfg.experiment_name = _free_name(state.store, record.name)
+    state.wizard.clear()
+    state.wizard.update(experiment_cfg=cfg, dataset_id=record.dataset_id)
+    q.client.page_key = "experiment/start"
+    _experiment_form(q, layout.message(f"Settings copied from {record.name}.", "info"))
+
+
 @on("experiment_dataset")
 async def change_dataset(q: Q) -> None:
     state = client_state(q)
@@ -395,6 +408,7 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
                     items=[ui.tab(name=n, label=label) for n, label in TABS],
                 ),
                 export_buttons(),
+                ui.buttons([ui.button(name="new_from_experiment", label="New experiment")]),
             ],
         )
     }
