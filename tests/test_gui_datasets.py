@@ -175,10 +175,11 @@ def test_edit_merge_and_delete(page, app_url, workdir):
 
     _open(page, app_url, "demo-regression")
     page.get_by_role("button", name="Merge with existing dataset").click()
-    choose(page, "Dataset to merge", "demo-dpo")
+    # The first other dataset is pre-selected: demo-chat.
+    assert page.get_by_role("combobox", name="Dataset to merge").inner_text().strip() == "demo-chat"
     page.get_by_role("button", name="Merge", exact=True).click()
-    wait_for_text(page, "Merged")
-    assert (workdir / "data" / "user" / "demo-regression" / "demo_dpo.csv").is_file()
+    wait_for_text(page, "Merged demo_train.csv into demo-regression")
+    assert (workdir / "data" / "user" / "demo-regression" / "demo_train.csv").is_file()
 
     page.get_by_role("button", name="Delete dataset").click()
     page.get_by_role("button", name="Delete", exact=True).click()

@@ -18,6 +18,7 @@ NAV = (
         (
             ("#experiment/start", "Create experiment", "BullseyeTarget"),
             ("#experiments", "View experiments", "TestBeaker"),
+            ("#experiments/compare", "Compare experiments", "DiffSideBySide"),
         ),
     ),
 )

@@ -8,7 +8,14 @@ import logging
 from h2o_wave import Q, app, run_on
 
 from llm_studio.ui import layout
-from llm_studio.ui.pages import datasets, experiments, home, settings  # noqa: F401 (handlers)
+from llm_studio.ui.pages import (  # noqa: F401 (handlers)
+    datasets,
+    experiment_chat,
+    experiment_compare,
+    experiments,
+    home,
+    settings,
+)
 from llm_studio.ui.state import client_state
 
 log = logging.getLogger("llm_studio.ui")

@@ -1,0 +1,250 @@
+"""The Chat tab and Compare experiments in a real browser, on two tiny experiments trained here."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from conftest import load_cfg, pattern_rows, tiny_config
+from gui_harness import browser_page, running_app, screenshot, wait_for_text
+
+pytestmark = pytest.mark.slow
+
+if shutil.which("chromium") is None:  # `make test` installs it; say so instead of skipping
+    pytest.fail("Debian chromium is missing: run `make browser`", pytrace=False)
+
+QUESTION = "Repeat red 2 times."
+LEARNING_RATES = {"chat-lr-high": 0.01, "chat-lr-low": 0.001}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("gui_chat")
+
+
+@pytest.fixture(scope="module")
+def experiments(workdir, tiny_model_dir) -> dict:
+    """Two finished experiments (different learning rates), plus two that cannot chat."""
+    from llm_studio.config.classification import ClassificationConfig
+    from llm_studio.config.yaml_io import save_config
+    from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
+    from llm_studio.store import DatasetRecord, ExperimentRecord, Store
+    from llm_studio.training.loop import run_experiment
+
+    csv = workdir / "pattern.csv"
+    pattern_rows(48).to_csv(csv, index=False)
+    store = Store(workdir / "data" / "dbs" / "llmstudio.db")
+    dataset = store.add_dataset(
+        DatasetRecord(
+            name="pattern",
+            path=str(workdir),
+            config_file=str(workdir / "dataset.yaml"),
+            problem_type="text_causal_language_modeling",
+            train_dataframe=str(csv),
+        )
+    )
+    records = {}
+
+    def register(name: str, folder: Path, problem_type: str):
+        records[name] = store.add_experiment(
+            ExperimentRecord(
+                name=name,
+                dataset_id=dataset.id,
+                path=str(folder),
+                problem_type=problem_type,
+                config_file=str(folder / "cfg.yaml"),
+            )
+        )
+
+    for name, lr in LEARNING_RATES.items():
+        out = workdir / "output" / "user" / name
+        data = tiny_config(tiny_model_dir, csv, out, training={"learning_rate": lr})
+        data["experiment_name"] = name
+        cfg = load_cfg(data)
+        run_experiment(cfg, ExperimentStatus(state="running"))
+        register(name, out, cfg.problem_type)
+
+    # Finished without a checkpoint, and a classification experiment: no chat for either.
+    for name, cfg in (("no-checkpoint", load_cfg(data)), ("classifier", ClassificationConfig())):
+        out = workdir / "output" / "user" / name
+        cfg.experiment_name, cfg.output_directory = name, str(out)
+        cfg.training.save_checkpoint = "disable"
+        save_config(cfg, out / "cfg.yaml")
+        ExperimentFolder(out).write_status(ExperimentStatus(state="finished", progress=1.0))
+        register(name, out, cfg.problem_type)
+    return records
+
+
+@pytest.fixture(scope="module")
+def app_url(workdir, experiments):
+    with running_app(workdir) as url:
+        yield url
+
+
+@pytest.fixture
+def page(app_url):
+    with browser_page() as page:
+        yield page
+
+
+def messages(page) -> list[str]:
+    """The chatbot's messages, top to bottom."""
+    return page.locator("div[data-test=chat_bot] span.wave-s14").all_inner_texts()
+
+
+def open_chat(page, url: str, record) -> None:
+    page.goto(f"{url}#experiment/{record.id}")
+    wait_for_text(page, f"Experiment {record.name} (")
+    page.get_by_role("tab", name="Chat").click()
+
+
+def set_spinbox(page, label: str, value: int) -> None:
+    box = page.get_by_label(label, exact=True)
+    box.fill(str(value))
+    box.press("Tab")
+    wait_for_text(page, f"{label} set to {value}")
+
+
+def test_chat_streams_the_answer_and_stops_at_once(page, app_url, experiments, workdir):
+    from llm_studio.models.chat import ChatSession
+
+    record = experiments["chat-lr-high"]
+    expected = ChatSession.from_experiment(record.path).ask(QUESTION)
+    assert expected  # the greedy answer of the trained tiny model is not empty
+
+    open_chat(page, app_url, record)
+    wait_for_text(page, "Prediction settings")
+    ask = page.locator("textarea[data-test=chat_bot]")
+    ask.fill(QUESTION)
+    ask.press("Enter")
+    wait_for_text(page, "Answered after", 60)
+    screenshot(page, "chat_answer")
+    assert messages(page) == [QUESTION, expected]
+
+    # A long generation: it streams, and the stop button ends it at once.
+    set_spinbox(page, "max_length_inference", 1000)
+    set_spinbox(page, "min_length_inference", 1000)
+    ask.fill("Hello")
+    ask.press("Enter")
+    stop = page.get_by_role("button", name="Stop generating")
+    stop.wait_for(timeout=20000)
+    deadline = time.time() + 20
+    while time.time() < deadline and len(messages(page)[-1]) < 5:
+        time.sleep(0.1)
+    partial = messages(page)[-1]
+    assert len(partial) >= 5, "no text streamed in while generating"
+    screenshot(page, "chat_streaming")
+    clicked = time.time()
+    stop.click()
+    wait_for_text(page, "Stopped after", 10)
+    assert time.time() - clicked < 5
+    stopped = page.get_by_text(re.compile(r"Stopped after \d+ tokens")).inner_text()
+    assert int(re.search(r"after (\d+) tokens", stopped).group(1)) < 1000
+    assert page.get_by_role("button", name="Stop generating").count() == 0
+    screenshot(page, "chat_stopped")
+    # The page still answers: the history now holds both turns.
+    assert len(messages(page)) == 4 and messages(page)[2] == "Hello"
+
+    # Leaving the tab releases the model: coming back loads it again, with a fresh history.
+    page.get_by_role("tab", name="Charts").click()
+    page.locator("div[data-test=chat_bot]").wait_for(state="detached")
+    page.get_by_role("tab", name="Chat").click()
+    wait_for_text(page, "The model loads with the first question")
+    ask.fill(QUESTION)
+    ask.press("Enter")
+    wait_for_text(page, "Answered after", 60)
+    assert messages(page) == [QUESTION, expected]
+    page.get_by_role("button", name="Clear history").click()
+    wait_for_text(page, "History cleared")
+    assert messages(page) == []
+    screenshot(page, "chat_cleared")
+
+
+def test_chat_model_is_released_when_the_client_shows_something_else():
+    import asyncio
+    import gc
+    import weakref
+
+    from h2o_wave.core import Expando
+
+    from llm_studio.ui import layout
+    from llm_studio.ui.pages import experiment_chat as chat
+
+    class Model:
+        pass
+
+    class FakeQ:
+        def __init__(self):
+            self.client = Expando()
+
+    def chat_shown(q) -> tuple:
+        cards = ["experiment", chat.CHAT_CARD]
+        q.client[layout.MAIN_CARDS] = cards
+        q.client.experiment_id, q.client.experiment_tab = 7, "chat"
+        st = chat.ChatState(7, cards, prediction=None)
+        st.session = Model()
+        q.client.chat_state = st
+        chat._watch(q, st)
+        return st, weakref.ref(st.session)
+
+    async def scenario() -> None:
+        wait = chat.WATCH_EVERY * 2.5
+        q = FakeQ()
+        st, model = chat_shown(q)
+        await asyncio.sleep(wait)
+        assert st.session is not None  # still on the chat tab
+        q.client[layout.MAIN_CARDS] = ["experiment", "chart_loss"]  # the Charts tab
+        q.client.experiment_tab = "charts"
+        await asyncio.sleep(wait)
+        assert st.released and q.client.chat_state is None
+        gc.collect()
+        assert model() is None
+
+        st, model = chat_shown(q)
+        q.client = None  # the browser went away: Wave drops the client's state
+        await asyncio.sleep(wait)
+        assert st.released
+        gc.collect()
+        assert model() is None
+
+    asyncio.run(scenario())
+
+
+def test_chat_explains_when_it_is_unavailable(page, app_url, experiments):
+    open_chat(page, app_url, experiments["classifier"])
+    wait_for_text(page, "Chat is for text generation")
+    open_chat(page, app_url, experiments["no-checkpoint"])
+    wait_for_text(page, "No checkpoint to chat with")
+    assert "disable" in page.get_by_text("No checkpoint to chat with").first.inner_text()
+    screenshot(page, "chat_unavailable")
+
+
+def test_compare_overlays_charts_and_highlights_differences(page, app_url, experiments):
+    page.goto(app_url + "#experiments/compare")
+    wait_for_text(page, "Select the experiments to compare")
+    for name in LEARNING_RATES:
+        page.get_by_role("row", name=re.compile(name)).get_by_role("checkbox").click()
+    page.get_by_role("button", name="Compare experiments").click()
+    wait_for_text(page, "Last values")
+    screenshot(page, "compare_charts")
+    for chart in ("train/loss", "validation/loss", "validation/BLEU", "train/lr"):
+        cells = page.locator("tr").filter(has_text=chart).first.locator("td").all_inner_texts()
+        assert len(cells) == 3 and cells[0] == chart, (chart, cells)
+        assert all(re.fullmatch(r"-?[\d.e+-]+", c.strip()) for c in cells[1:]), (chart, cells)
+    assert page.locator("[data-test^=compare_chart_]").count() == 4
+
+    page.get_by_role("tab", name="Config").click()
+    wait_for_text(page, "setting(s) differ")
+    key = page.locator("strong", has_text="training.learning_rate")
+    key.first.wait_for()
+    values = {v.strip() for v in page.locator("strong").all_inner_texts()}
+    assert {"0.01", "0.001"} <= values
+    assert page.locator("strong", has_text="training.epochs").count() == 0
+    screenshot(page, "compare_config")
+    page.get_by_text("Show only differing settings").click()
+    page.get_by_text("training.epochs", exact=True).wait_for(state="detached", timeout=10000)
+    assert page.locator("strong", has_text="training.learning_rate").count() == 1
+    screenshot(page, "compare_config_differences")
