@@ -124,7 +124,7 @@ class Distributed:
             model,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
             find_unused_parameters=find_unused_parameters,
-            broadcast_buffers=False,  # no batch norm in these models; saves a collective a step
+            forward_sync_buffers=False,  # equal at the start and no batch norm: none to sync
         )
 
     def gradient_sync(self, model: torch.nn.Module, sync: bool):
@@ -141,7 +141,7 @@ class Distributed:
         if not self.active:
             return batch, 1.0
         mine = {k: v[self.rank :: self.world_size] for k, v in batch.items()}
-        return mine, float(os.environ.get("XSCALE") or self.world_size * weigh(mine) / max(weigh(batch), 1))
+        return mine, self.world_size * weigh(mine) / max(weigh(batch), 1)
 
     # --- agreeing and collecting ---
     def any_rank(self, flag: bool) -> bool:

@@ -35,6 +35,7 @@ from llm_studio.training.resume import (
     TrainingPosition,
     load_training_state,
     random_state,
+    resume_command,
     save_training_state,
 )
 from llm_studio.training.tasks import build_task
@@ -271,7 +272,8 @@ def _run(
     stopped = ddp.any_rank(stop.requested)
     if stopped:
         save_state()
-        log.info("Stopped at step %d; resume with train.py -Y cfg.yaml --resume", position.step)
+        how = resume_command(ddp.world_size)
+        log.info("Stopped at step %d; resume with %s", position.step, how)
     if tr.save_checkpoint == "last" or (stopped and tr.save_checkpoint != "disable"):
         save()
     elif tr.save_checkpoint == "best" and not folder.checkpoint_dir.exists():

@@ -27,6 +27,12 @@ class TrainingPosition:
     world_size: int = 1  # processes of the run (DDP): a step is a batch of all of them
 
 
+def resume_command(world_size: int) -> str:
+    if world_size > 1:
+        return f"bash distributed_train.sh {world_size} -Y cfg.yaml --resume"
+    return "python train.py -Y cfg.yaml --resume"
+
+
 def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {
         n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad
@@ -84,11 +90,9 @@ def load_training_state(
         )
     position = TrainingPosition(**json.loads((src / "position.json").read_text()))
     if position.world_size != world_size:
-        n = position.world_size
-        how = f"bash distributed_train.sh {n} -Y" if n > 1 else "python train.py -Y"
         raise ConfigError(
-            f"--resume: the saved state is of a run of {n} process(es), this one has "
-            f"{world_size}; resume with {how} cfg.yaml --resume"
+            f"--resume: the saved state is of a run of {position.world_size} process(es), "
+            f"this one has {world_size}; resume with {resume_command(position.world_size)}"
         )
     weights = load_file(src / "trainable.safetensors")
     params = dict(model.named_parameters())

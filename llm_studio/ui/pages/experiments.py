@@ -297,6 +297,7 @@ async def experiments_page(q: Q, note: ui.Component | None = None) -> None:
         ui.buttons(
             [
                 ui.button(name="#experiment/start", label="New experiment", primary=True),
+                ui.button(name="#experiments/compare", label="Compare experiments"),
                 ui.button(name="stop_experiments", label="Stop experiments"),
                 ui.button(name="delete_experiments", label="Delete experiments"),
             ]
