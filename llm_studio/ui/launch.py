@@ -61,6 +61,17 @@ def wait_until_up(url: str, timeout: float = 60.0) -> None:
     raise TimeoutError(f"{url} did not answer within {timeout:.0f} s")
 
 
+def wait_for_port(host: str, port: int, timeout: float = 60.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=2):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
 def start(host: str = "127.0.0.1", port: int = 10101) -> tuple[dict, list[subprocess.Popen]]:
     """Start waved and the app; returns their PIDs (also written to the PID file) and handles."""
     app_port = free_port()
@@ -80,6 +91,9 @@ def start(host: str = "127.0.0.1", port: int = 10101) -> tuple[dict, list[subpro
         env=env,
         start_new_session=True,
     )
+    # Only once the app listens can a browser get pages; before that waved drops the app.
+    app_address = env["H2O_WAVE_APP_ADDRESS"].rsplit(":", 1)
+    wait_for_port(app_address[0].split("//")[-1], int(app_address[1]))
     pids = {
         "waved": {"pid": waved_proc.pid, "start_time": _start_time(waved_proc.pid)},
         "app": {"pid": app_proc.pid, "start_time": _start_time(app_proc.pid)},
