@@ -185,7 +185,7 @@ class Distributed:
         cache = Path(folder) / DATA_CACHE
         if self.is_main:
             data = read()
-            state = {k: v for k, v in vars(task).items() if k != "device"}
+            state = {k: v for k, v in vars(task).items() if k not in ("cfg", "device")}
             with open(cache, "wb") as fh:
                 pickle.dump((data, state), fh, protocol=pickle.HIGHEST_PROTOCOL)
         dist.barrier()

@@ -228,7 +228,7 @@ def _run(
             if position.step == 0 and ddp.is_main:
                 task.write_insights(folder, batch)
             batch = mask_tokens(batch, cfg.augmentation.token_mask_probability, mask_id, mask_gen)
-            batch, loss_scale = ddp.rows_of_rank(batch, task.loss_weight)  # all rows in 1 process
+            batch, loss_scale = ddp.rows_of_rank(batch, task.loss_weight)  # 1 process: all, 1.0
             batch = {k: v.to(device) for k, v in batch.items()}
             updates = (position.step + 1) % accumulation == 0 or position.step + 1 == total_steps
             with ddp.gradient_sync(trained, updates):  # accumulating batches skip the all-reduce

@@ -1,0 +1,210 @@
+"""DDP on two CPU processes (gloo) through distributed_train.sh: the same weights as one process
+with the same global batch, a failure on one rank failing the run at once, validation rows in
+their order, and stop/resume. docs/distributed.md describes the design these tests pin down."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+from conftest import REPO, tiny_config, write_yaml
+from safetensors.torch import load_file
+
+from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.training.distributed import Distributed
+
+pytestmark = pytest.mark.slow
+
+# Dropout off, so one process and two draw nothing different; AdamW as by default.
+TRAINING = {"epochs": 1, "evaluation_epochs": 1.0, "learning_rate": 0.01, "lora_dropout": 0.0}
+# The same validation batches in both runs, so the same rows are generated together.
+PREDICTION = {"max_length_inference": 4, "batch_size_inference": 4}
+
+
+def launch(cfg_path, *extra, fault: str | None = None, rank: int | None = None):
+    """`bash distributed_train.sh 2 -Y cfg.yaml ...`, with a fault injected if asked."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_STUDIO_FAULT")}
+    env.update(PYTHON=sys.executable, LLM_STUDIO_DIST_TIMEOUT_S="60")
+    if fault:
+        env["LLM_STUDIO_FAULT_AT_STEP"] = fault
+    if rank is not None:
+        env["LLM_STUDIO_FAULT_RANK"] = str(rank)
+    command = ["bash", str(REPO / "distributed_train.sh"), "2", "-Y", str(cfg_path), *extra]
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=110)
+
+
+def train_in_process(cfg_path) -> None:
+    """The single-process reference, run here: the loop is the one train.py runs."""
+    from llm_studio.config.yaml_io import load_config
+    from llm_studio.experiments.folder import ExperimentStatus
+    from llm_studio.training.loop import run_experiment
+
+    cfg, _ = load_config(str(cfg_path), [])
+    assert run_experiment(cfg, ExperimentStatus(state="running")).state == "finished"
+
+
+@pytest.fixture(scope="module")
+def make_run(tmp_path_factory, tiny_model_dir):
+    from conftest import pattern_rows
+
+    tmp = tmp_path_factory.mktemp("ddp")
+    csv = tmp / "pattern.csv"
+    pattern_rows().to_csv(csv, index=False)
+
+    def make(name: str, batch_size: int, **training) -> tuple[object, ExperimentFolder]:
+        cfg = tiny_config(
+            tiny_model_dir,
+            csv,
+            tmp / name,
+            training={**TRAINING, "batch_size": batch_size, **training},
+            prediction=PREDICTION,
+        )
+        return write_yaml(tmp / f"{name}.yaml", cfg), ExperimentFolder(tmp / name)
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def ddp_run(make_run):
+    """Two processes of batch size 4: the global batch of one process of batch size 8."""
+    cfg, folder = make_run("ddp", batch_size=4)
+    result = launch(cfg)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return folder
+
+
+@pytest.fixture(scope="module")
+def fault_run(make_run):
+    """Two processes that validate the backbone as it is (before training), then fail on rank 1
+    after step 2: the run of the failure test and the validation of the ordering test."""
+    cfg, folder = make_run("fault", batch_size=4, evaluate_before_training=True)
+    started = time.monotonic()
+    result = launch(cfg, fault="error:2", rank=1)
+    return folder, result, time.monotonic() - started
+
+
+def adapter(folder: ExperimentFolder) -> dict[str, torch.Tensor]:
+    return load_file(folder.adapter_dir / "adapter_model.safetensors")
+
+
+def train_losses(folder: ExperimentFolder) -> list[tuple[int, float]]:
+    return [(p.step, p.value) for p in folder.read_charts()[0] if p.name == "train/loss"]
+
+
+def test_two_processes_train_the_weights_of_one_process_with_the_same_global_batch(
+    make_run, ddp_run
+):
+    cfg, single = make_run("single", batch_size=8)
+    train_in_process(cfg)
+
+    assert ddp_run.read_status().state == "finished"
+    expected, actual = adapter(single), adapter(ddp_run)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        # AdamW turns float noise in tiny gradients into ~1e-5; a loss weighted per rank
+        # instead of over the global batch's tokens is off by ~5e-2 here.
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-3, atol=5e-4)
+    steps, losses = zip(*train_losses(ddp_run))
+    assert list(steps) == list(range(1, 10)), "one point per step: rank 0 alone charts"
+    assert list(losses) == pytest.approx([v for _, v in train_losses(single)], rel=1e-5)
+
+    log = ddp_run.logs.read_text()
+    assert "DDP: 2 processes, backend gloo" in log
+    assert "[rank 1]" not in log, "the other ranks log warnings to their console only"
+    assert not list(ddp_run.path.glob(".data_cache*")), "the data cache is gone once read"
+
+
+def test_a_failure_on_rank_1_fails_the_experiment_at_once(fault_run):
+    folder, result, elapsed = fault_run
+    assert result.returncode != 0
+    assert elapsed < 60, f"a failed rank must not leave the others hanging ({elapsed:.0f} s)"
+    status = folder.read_status()
+    assert status.state == "failed"
+    assert status.error.startswith("rank 1: RuntimeError"), status.error
+    log = folder.logs.read_text()
+    assert "ERROR [rank 1] RuntimeError: LLM_STUDIO_FAULT_AT_STEP: fault injected on rank 1" in log
+    assert log.index("ERROR [rank 1]") < log.index("ERROR [rank 0]"), "the cause comes first"
+    assert status.step == 2
+
+
+def test_sharded_validation_writes_the_rows_in_their_order(make_run, fault_run):
+    """Both validate the backbone as it is: one process with epochs 0, two processes before
+    training. 19 rows in batches of 4: rank 0 validates batches 0, 2 and 4, rank 1 1 and 3."""
+    cfg, folder = make_run("val_single", batch_size=4, epochs=0)
+    train_in_process(cfg)
+    single = pd.read_csv(folder.predictions_csv, keep_default_na=False)
+    ddp = pd.read_csv(fault_run[0].predictions_csv, keep_default_na=False)
+    assert len(single) == 19
+    assert list(ddp.columns) == list(single.columns)
+    for column in ("prompt", "target_text", "predicted_text"):
+        assert ddp[column].tolist() == single[column].tolist(), column
+    assert ddp["loss"].tolist() == pytest.approx(single["loss"].tolist(), rel=1e-6)
+    assert ddp["BLEU"].tolist() == pytest.approx(single["BLEU"].tolist(), rel=1e-6)
+
+
+def test_a_stopped_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(make_run, ddp_run):
+    cfg, folder = make_run("stopped", batch_size=4)
+    from llm_studio.config.settings import ConfigError
+    from llm_studio.training.resume import load_training_state
+
+    cfg, folder = make_run("stopped", batch_size=4)
+    stopped = launch(cfg, fault="SIGTERM:4", rank=0)  # as a stop reaches rank 0 alone
+    assert stopped.returncode != 0
+    status = folder.read_status()
+    assert status.state == "stopped" and status.step == 4
+    assert "resume with bash distributed_train.sh 2 -Y cfg.yaml --resume" in folder.logs.read_text()
+    with pytest.raises(ConfigError, match="a run of 2 process.es., this one has 1"):
+        load_training_state(folder.resume_dir, None, None, None, {}, rank=0, world_size=1)
+
+    resumed = launch(folder.cfg_yaml, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert folder.read_status().state == "finished"
+    assert "Resuming at step 4 of 9" in folder.logs.read_text()
+    expected, actual = adapter(ddp_run), adapter(folder)
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6)
+    assert train_losses(folder) == train_losses(ddp_run)
+
+
+# --- the pieces, without processes ---
+def test_ranks_weighted_losses_average_to_the_global_batchs_token_averaged_loss():
+    from llm_studio.training.losses import token_averaged_cross_entropy
+
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 6, 11, generator=generator)
+    labels = torch.randint(0, 11, (8, 6), generator=generator)
+    labels[torch.rand(8, 6, generator=generator) < 0.5] = -100  # uneven tokens per row
+    batch = {"logits": logits, "labels": labels}
+
+    def weigh(b):
+        return int((b["labels"][:, 1:] != -100).sum())
+
+    parts = [Distributed(rank=r, world_size=2).rows_of_rank(batch, weigh) for r in range(2)]
+    for rank, (part, _) in enumerate(parts):  # every other row of the global batch
+        assert torch.equal(part["labels"], labels[rank::2])
+    weighted = [token_averaged_cross_entropy(p["logits"], p["labels"]) * s for p, s in parts]
+    global_loss = token_averaged_cross_entropy(logits, labels)
+    # DDP averages the ranks' gradients, so the ranks' weighted losses average to the loss.
+    torch.testing.assert_close(sum(weighted) / 2, global_loss)
+    assert Distributed().rows_of_rank(batch, weigh) == (batch, 1.0), "one process: all, as is"
+
+
+def test_the_loader_batches_are_global_and_leave_out_a_tail_too_small_for_every_rank(
+    tiny_model_dir, tmp_path
+):
+    from conftest import load_cfg
+
+    from llm_studio.training.loop import build_train_loader
+
+    cfg = load_cfg(tiny_config(tiny_model_dir, tmp_path / "x.csv", tmp_path / "out"))
+    cfg.training.batch_size, cfg.training.drop_last_batch = 4, False
+    # 17 = 2 x 8 + 1: one row cannot feed two ranks; 18 = 16 + 2 cannot feed four ranks.
+    for n, world, batches in ((17, 1, 5), (17, 2, 2), (18, 2, 3), (18, 4, 1), (20, 4, 2)):
+        loader = build_train_loader(list(range(n)), cfg, list, world)
+        assert loader.batch_size == 4 * world
+        assert len(loader) == batches, (n, world)
