@@ -84,6 +84,13 @@ async def download_logs(q: Q) -> None:
     await _download(q, *DOWNLOADS["download_logs"])
 
 
+@on("download_config")
+async def download_config(q: Q) -> None:
+    record = _record(q)
+    (url,) = await q.site.upload([record.config_file or str(Path(record.path) / "cfg.yaml")])
+    _note(q, ui.link(label="Download cfg.yaml", path=url, download=True))
+
+
 @on("push_dialog")
 async def push_dialog(q: Q) -> None:
     record = _record(q)

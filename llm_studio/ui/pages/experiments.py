@@ -140,6 +140,44 @@ async def new_from_experiment(q: Q) -> None:
     _experiment_form(q, layout.message(f"Settings copied from {record.name}.", "info"))
 
 
+@on("rename_dialog")
+async def rename_dialog(q: Q) -> None:
+    record = client_state(q).store.get_experiment(q.client.experiment_id)
+    q.page["meta"].dialog = ui.dialog(
+        title="Rename experiment",
+        name="rename_box",
+        items=[
+            ui.textbox(name="new_experiment_name", label="New name", value=record.name),
+            ui.buttons(
+                [
+                    ui.button(name="rename_confirm", label="Rename", primary=True),
+                    ui.button(name="rename_cancel", label="Cancel"),
+                ]
+            ),
+        ],
+    )
+
+
+@on("rename_cancel")
+async def rename_cancel(q: Q) -> None:
+    q.page["meta"].dialog = None
+
+
+@on("rename_confirm")
+async def rename_confirm(q: Q) -> None:
+    from llm_studio.runner import RunnerError
+
+    q.page["meta"].dialog = None
+    record = client_state(q).store.get_experiment(q.client.experiment_id)
+    try:
+        await q.run(app_runner().rename, record.id, q.args.new_experiment_name or "")
+    except (RunnerError, StoreError, OSError) as exc:
+        await experiments_page(q, layout.message(str(exc), "error"))
+        return
+    SUMMARIES.forget(record.path)
+    await experiment_page(q, record.id)
+
+
 @on("experiment_dataset")
 async def change_dataset(q: Q) -> None:
     state = client_state(q)
@@ -409,7 +447,12 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
                     items=[ui.tab(name=n, label=label) for n, label in TABS],
                 ),
                 export_buttons(),
-                ui.buttons([ui.button(name="new_from_experiment", label="New experiment")]),
+                ui.buttons(
+                    [
+                        ui.button(name="new_from_experiment", label="New experiment"),
+                        ui.button(name="rename_dialog", label="Rename experiment"),
+                    ]
+                ),
             ],
         )
     }
@@ -504,7 +547,11 @@ def _logs(record) -> dict:
 
 def _config(record) -> dict:
     text = Path(record.config_file).read_text() if Path(record.config_file).is_file() else ""
-    return {"experiment_body": ui.form_card(box="main", items=[ui.text(f"```yaml\n{text}\n```")])}
+    items = [
+        ui.buttons([ui.button(name="download_config", label="Download config")]),
+        ui.text(f"```yaml\n{text}\n```"),
+    ]
+    return {"experiment_body": ui.form_card(box="main", items=items)}
 
 
 def _escape(text: str) -> str:
