@@ -154,6 +154,11 @@ def test_dataset_tabs(page, app_url):
         page.get_by_role("tab", name=tab).click()
         wait_for_text(page, text)
         screenshot(page, "tab_" + tab.split()[-1].lower())
+    # A new experiment starts from the dataset being viewed.
+    page.get_by_role("button", name="New experiment").click()
+    wait_for_text(page, "Backbone dtype")
+    assert page.get_by_role("combobox", name="Dataset").inner_text().strip() == "demo-chat"
+    assert page.get_by_label("Experiment name").input_value() == "demo-chat-1"
 
 
 def _open(page, url, name) -> None:

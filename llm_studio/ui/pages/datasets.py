@@ -99,6 +99,7 @@ async def dataset_page(q: Q, dataset_id: int, tab: str = "sample", note=None) ->
     items.append(
         ui.buttons(
             [
+                ui.button(name="new_experiment_from_dataset", label="New experiment", primary=True),
                 ui.button(name="edit_dataset", label="Edit dataset"),
                 ui.button(name="merge_dataset", label="Merge with existing dataset"),
                 ui.button(name="delete_dataset", label="Delete dataset"),
@@ -358,3 +359,10 @@ async def delete_confirm(q: Q) -> None:
         shutil.rmtree(record.path, ignore_errors=True)
     names = ", ".join(r.name for r in deleted)
     await datasets_page(q, layout.message(f"Deleted {names}.", "success"))
+
+
+@on("new_experiment_from_dataset")
+async def new_experiment_from_dataset(q: Q) -> None:
+    from llm_studio.ui.pages.experiments import open_form_for_dataset
+
+    await open_form_for_dataset(q, q.client.dataset_id)

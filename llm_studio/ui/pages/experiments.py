@@ -48,8 +48,7 @@ REFRESH_SECONDS = 2.0
 
 @on("#experiment/start")
 async def start_page(q: Q) -> None:
-    state = client_state(q)
-    datasets = state.store.list_datasets()
+    datasets = client_state(q).store.list_datasets()
     if not datasets:
         layout.show(
             q,
@@ -57,7 +56,13 @@ async def start_page(q: Q) -> None:
                 layout.message("Import a dataset first.", "warning")])},
         )  # fmt: skip
         return
-    dataset = datasets[0]
+    await open_form_for_dataset(q, datasets[0].id)
+
+
+async def open_form_for_dataset(q: Q, dataset_id: int) -> None:
+    """The Create experiment form with the dataset's settings and the default backbone."""
+    state = client_state(q)
+    dataset = state.store.get_dataset(dataset_id)
     cfg, _ = load_config(dataset.config_file)
     cfg.experiment_name = _free_name(state.store, dataset.name)
     cfg.llm_backbone = DEFAULT_BACKBONE
