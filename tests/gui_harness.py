@@ -24,10 +24,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@contextmanager
-def running_app(workdir: Path, extra_env: dict | None = None):
-    """Yield the app's URL; stop both processes by PID afterwards (waved would be orphaned)."""
-    port = _free_port()
+def start_launcher(workdir: Path, port: int, extra_env: dict | None = None, **popen):
+    """`python -m llm_studio.ui.launch start` on `port`, with `workdir` as H2O_LLM_STUDIO_WORKDIR."""
     env = {
         **os.environ,
         "H2O_LLM_STUDIO_WORKDIR": str(workdir),
@@ -36,13 +34,16 @@ def running_app(workdir: Path, extra_env: dict | None = None):
         **(extra_env or {}),
     }
     env.pop("H2O_WAVE_APP_ADDRESS", None)
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "llm_studio.ui.launch", "start", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+    command = [sys.executable, "-m", "llm_studio.ui.launch", "start", "--port", str(port)]
+    return subprocess.Popen(command, cwd=REPO, env=env, **popen), env
+
+
+@contextmanager
+def running_app(workdir: Path, extra_env: dict | None = None):
+    """Yield the app's URL; stop both processes by PID afterwards (waved would be orphaned)."""
+    port = _free_port()
+    launcher, _ = start_launcher(
+        workdir, port, extra_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     log = workdir / "launcher.log"
     try:

@@ -34,26 +34,13 @@ def test_wave_listens_on_loopback_unless_told_otherwise(monkeypatch):
 
 def test_stop_llmstudio_stops_both_processes_by_pid(tmp_path):
     import json
-    import os
     import time
 
     import psutil
-    from gui_harness import _free_port
+    from gui_harness import _free_port, start_launcher
 
-    port = _free_port()
-    env = {
-        **os.environ,
-        "H2O_LLM_STUDIO_WORKDIR": str(tmp_path),
-        "H2O_WAVE_LISTEN": f"127.0.0.1:{port}",
-        "H2O_WAVE_ADDRESS": f"http://127.0.0.1:{port}",
-    }
-    env.pop("H2O_WAVE_APP_ADDRESS", None)
-    launcher = subprocess.Popen(
-        [sys.executable, "-m", "llm_studio.ui.launch", "start", "--port", str(port)],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    launcher, env = start_launcher(
+        tmp_path, _free_port(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     pid_file = tmp_path / "data" / "llmstudio.pids"
     deadline = time.time() + 60
