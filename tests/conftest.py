@@ -57,25 +57,53 @@ def pattern_csv(tmp_path) -> Path:
     return path
 
 
-def tiny_config(model_dir: Path, train_csv: Path, output: Path, **sections) -> dict:
-    """The guide's default YAML, made runnable here: tiny model, CPU, fp32, small numbers."""
-    cfg = yaml.safe_load(GUIDE_YAML.read_text())
+RUNNABLE = {
+    "dataset": {"validation_size": 0.2},
+    "architecture": {"backbone_dtype": "float32", "gradient_checkpointing": False},
+    "environment": {"gpus": [], "number_of_workers": 0, "seed": 7},
+    "tokenizer": {"max_length": 64},
+    "prediction": {"max_length_inference": 8},
+    "training": {"batch_size": 8, "epochs": 1, "learning_rate": 0.01},
+}
+
+
+def _runnable(cfg: dict, model_dir: Path, train_csv: Path, output: Path, sections: dict) -> dict:
+    """Tiny model, CPU, fp32, small numbers; then the caller's changes. A key the problem type
+    does not have (e.g. generation settings of a classifier) is left out, not added."""
     cfg["llm_backbone"] = str(model_dir)
     cfg["output_directory"] = str(output)
     cfg["dataset"]["train_dataframe"] = str(train_csv)
-    cfg["dataset"]["validation_size"] = 0.2
-    cfg["architecture"]["backbone_dtype"] = "float32"
-    cfg["architecture"]["gradient_checkpointing"] = False
-    cfg["environment"].update(gpus=[], number_of_workers=0, seed=7)
-    cfg["tokenizer"]["max_length"] = 64
-    cfg["prediction"]["max_length_inference"] = 8
-    cfg["training"].update(batch_size=8, epochs=1, learning_rate=0.01)
+    for name, values in RUNNABLE.items():
+        cfg[name].update({k: v for k, v in values.items() if k in cfg[name]})
     for name, values in sections.items():
         if isinstance(values, dict):
             cfg.setdefault(name, {}).update(values)
         else:
             cfg[name] = values
     return cfg
+
+
+def tiny_config(model_dir: Path, train_csv: Path, output: Path, **sections) -> dict:
+    """The guide's default YAML, made runnable here."""
+    cfg = yaml.safe_load(GUIDE_YAML.read_text())
+    return _runnable(cfg, model_dir, train_csv, output, sections)
+
+
+def default_config(
+    problem_type: str, model_dir: Path, train_csv: Path, output: Path, **sections
+) -> dict:
+    """A problem type's own default config, made runnable here."""
+    from llm_studio.config.problem_types import PROBLEM_TYPES
+    from llm_studio.config.yaml_io import to_dict
+
+    cfg = to_dict(PROBLEM_TYPES[problem_type]())
+    return _runnable(cfg, model_dir, train_csv, output, sections)
+
+
+def series(folder, name: str) -> list[tuple[int, float]]:
+    """(step, value) of one chart of an experiment folder."""
+    points, _ = folder.read_charts()
+    return [(p.step, p.value) for p in points if p.name == name]
 
 
 def write_yaml(path: Path, data: dict) -> Path:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, load_cfg, run_cli, write_yaml
+from conftest import REPO, default_config, load_cfg, run_cli, write_yaml
 
 from llm_studio.config.classification import ClassificationConfig, RegressionConfig
 from llm_studio.config.settings import ConfigError
@@ -43,16 +43,11 @@ def thing_rows(things: list[str], n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def label_config(model_dir, csv, output, problem_type=CLASSIFICATION, **sections) -> dict:
-    """The problem type's default config, made runnable here: tiny model, CPU, small numbers."""
-    cfg = to_dict(CONFIGS[problem_type]())
-    cfg["llm_backbone"] = str(model_dir)
-    cfg["output_directory"] = str(output)
-    cfg["dataset"].update(train_dataframe=str(csv), validation_size=0.25, prompt_column=["text"])
-    cfg["architecture"].update(backbone_dtype="float32", gradient_checkpointing=False)
-    cfg["environment"].update(gpus=[], number_of_workers=0, seed=7)
+    """The problem type's default config, runnable here, with the numbers these tests use."""
+    cfg = default_config(problem_type, model_dir, csv, output)
+    cfg["dataset"].update(validation_size=0.25, prompt_column=["text"])
     cfg["tokenizer"]["max_length"] = 32
-    cfg["training"].update(batch_size=8, epochs=2, learning_rate=0.01, schedule="Constant")
-    cfg["training"].update(lora_r=8, lora_alpha=16)
+    cfg["training"].update(epochs=2, schedule="Constant", lora_r=8, lora_alpha=16)
     for name, values in sections.items():
         cfg[name].update(values)
     return cfg

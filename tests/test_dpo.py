@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 import yaml
-from conftest import load_cfg, run_cli, tiny_config, write_yaml
+from conftest import load_cfg, run_cli, series, tiny_config, write_yaml
 
 from llm_studio.data.readers import DataError
 from llm_studio.data.splitting import split_and_sample
@@ -55,11 +55,6 @@ def dpo_config(model_dir, csv, output, dataset=None, training=None, **sections) 
         training={"loss_function": "DPOLoss", "beta": 0.2, **(training or {})},
         **sections,
     )
-
-
-def series(folder: ExperimentFolder, name: str) -> list[tuple[int, float]]:
-    points, _ = folder.read_charts()
-    return [(p.step, p.value) for p in points if p.name == name]
 
 
 # --- the losses, against the papers' formulas written out ---

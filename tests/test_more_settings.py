@@ -10,9 +10,9 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import load_cfg, tiny_config
+from conftest import load_cfg, series, tiny_config
 from safetensors.torch import load_file
-from test_training import series, train
+from test_training import train
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llm_studio.config.sections import AugmentationSection, DatasetSection

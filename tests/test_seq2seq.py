@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import load_cfg, run_cli, write_yaml
+from conftest import default_config, load_cfg, run_cli, series, write_yaml
 
 from llm_studio.config.seq2seq import Seq2SeqConfig
 from llm_studio.config.yaml_io import from_dict, to_dict
@@ -29,38 +29,16 @@ def tiny_t5_dir(tmp_path_factory):
     return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5") / "tiny-t5")
 
 
-def seq2seq_config(model_dir, csv, output, **sections) -> dict:
-    """The default seq2seq config, runnable here: tiny T5, CPU, fp32, small numbers."""
-    cfg = to_dict(Seq2SeqConfig())
-    cfg["llm_backbone"] = str(model_dir)
-    cfg["output_directory"] = str(output)
-    cfg["dataset"].update(train_dataframe=str(csv), validation_size=0.2)
-    cfg["architecture"].update(backbone_dtype="float32", gradient_checkpointing=False)
-    cfg["environment"].update(gpus=[], number_of_workers=0, seed=7)
-    cfg["tokenizer"]["max_length"] = 64
-    cfg["prediction"]["max_length_inference"] = 8
-    cfg["training"].update(batch_size=8, epochs=1, learning_rate=0.01)
-    for name, values in sections.items():
-        if isinstance(values, dict):
-            cfg.setdefault(name, {}).update(values)
-        else:
-            cfg[name] = values
-    return cfg
-
-
 def train(tmp_path, model_dir, csv, name="out", **sections) -> ExperimentFolder:
-    cfg = load_cfg(seq2seq_config(model_dir, csv, tmp_path / name, **sections))
+    cfg = load_cfg(default_config(PROBLEM_TYPE, model_dir, csv, tmp_path / name, **sections))
     run_experiment(cfg, ExperimentStatus(state="running"))
     return ExperimentFolder(cfg.output_directory)
 
 
-def series(folder: ExperimentFolder, name: str) -> list[tuple[int, float]]:
-    points, _ = folder.read_charts()
-    return [(p.step, p.value) for p in points if p.name == name]
-
-
 def loaded_task(model_dir, tmp_path, **sections):
-    cfg = load_cfg(seq2seq_config(model_dir, tmp_path / "unused.csv", tmp_path / "o", **sections))
+    cfg = load_cfg(
+        default_config(PROBLEM_TYPE, model_dir, tmp_path / "unused.csv", tmp_path / "o", **sections)
+    )
     task = build_task(cfg, torch.device("cpu"))
     return task, task.load()
 
@@ -251,7 +229,8 @@ def test_default_config_round_trips_and_train_py_runs_it(tmp_path, tiny_t5_dir, 
     assert warnings == [] and again == default
     assert not hasattr(again.dataset, "mask_prompt_labels")
 
-    cfg = seq2seq_config(
+    cfg = default_config(
+        PROBLEM_TYPE,
         tiny_t5_dir,
         pattern_csv,
         tmp_path / "cli",

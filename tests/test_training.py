@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 import yaml
-from conftest import load_cfg, tiny_config
+from conftest import load_cfg, series, tiny_config
 
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.training.loop import run_experiment
@@ -20,11 +20,6 @@ def train(tmp_path, model_dir, csv, name="out", **sections) -> ExperimentFolder:
     cfg = load_cfg(tiny_config(model_dir, csv, tmp_path / name, **sections))
     run_experiment(cfg, ExperimentStatus(state="running"))
     return ExperimentFolder(cfg.output_directory)
-
-
-def series(folder: ExperimentFolder, name: str) -> list[tuple[int, float]]:
-    points, _ = folder.read_charts()
-    return [(p.step, p.value) for p in points if p.name == name]
 
 
 def test_lora_fine_tune_lowers_validation_loss(tmp_path, tiny_model_dir, pattern_csv):
