@@ -12,6 +12,7 @@ X = "tests/test_more_settings.py::"
 J = "tests/test_judge.py::"
 L = "tests/test_loggers.py::"
 CLI = "tests/test_cli.py::"
+DIST = "tests/test_distributed.py::"
 
 COVERAGE = {
     "problem_type": CLI + "test_unknown_problem_type_is_refused",
@@ -120,9 +121,14 @@ COVERAGE = {
     "environment.gpus": CLI + "test_more_gpus_than_exist_is_refused",
     "environment.mixed_precision": T + "test_cpu_run_uses_float32_and_says_why",
     "environment.compile_model": X + "test_compile_model_compiles_and_saves_clean_keys",
-    "environment.find_unused_parameters": "pending: a DDP option; multi-process runs arrive with "
-    "the distributed-training issue",
-    "environment.use_fsdp": "pending: refused when true until the distributed-training issue",
+    "environment.find_unused_parameters": DIST
+    + "test_a_classifier_without_lora_needs_find_unused_parameters_under_ddp_only",
+    "environment.data_parallel_engine": DIST
+    + "test_fsdp_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_process",
+    "environment.fsdp_sharding": DIST
+    + "test_fsdp_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_process",
+    "environment.use_fsdp": DIST
+    + "test_fsdp_with_lora_trains_the_weights_of_ddp_and_saves_one_whole_checkpoint",
     "environment.trust_remote_code": M + "test_trust_remote_code_allows_the_backbones_own_code",
     "environment.huggingface_branch": M + "test_huggingface_branch_picks_the_revision",
     "environment.number_of_workers": M

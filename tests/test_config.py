@@ -366,7 +366,7 @@ def test_every_guide_section_key_is_a_declared_setting():
             assert name in declared
 
 
-def test_implemented_settings_pass_the_checks_and_fsdp_is_refused():
+def test_implemented_settings_pass_the_checks():
     from llm_studio.config.checks import check_config
 
     cfg, _ = load_config(GUIDE_YAML)
@@ -382,8 +382,50 @@ def test_implemented_settings_pass_the_checks_and_fsdp_is_refused():
     cfg.logging.logger = "TensorBoard"
     cfg.training.save_checkpoint = "best"
     assert check_config(cfg, gpu_count=0).errors == []
-    cfg.environment.use_fsdp = True
-    assert check_config(cfg, gpu_count=0).errors == [
-        "environment.use_fsdp: True is not supported yet "
-        "(use false: FSDP arrives with distributed training)"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"architecture.backbone_dtype": "int4"},
+            "architecture.backbone_dtype: int4 (bitsandbytes) weights cannot be sharded by FSDP",
+        ),
+        ({"environment.compile_model": True}, "environment.compile_model: not available with FSDP"),
+    ],
+)
+@pytest.mark.parametrize("ask", ["use_fsdp", "data_parallel_engine"])
+def test_fsdp_refuses_what_it_cannot_shard(change, message, ask):
+    from llm_studio.config.checks import check_config
+    from llm_studio.config.sections import data_parallel_engine
+
+    cfg, _ = load_config(GUIDE_YAML)
+    cfg.environment.gpus = []
+    cfg.architecture.backbone_dtype = "bfloat16"  # the guide's int4 is one of the refusals
+    if ask == "use_fsdp":
+        cfg.environment.use_fsdp = True  # the guide's key
+    else:
+        cfg.environment.data_parallel_engine = "fsdp"
+    assert data_parallel_engine(cfg.environment) == "fsdp"
+    assert check_config(cfg, gpu_count=0).errors == []
+    for key, value in change.items():
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, value)
+    errors = check_config(cfg, gpu_count=0).errors
+    assert len(errors) == 1 and errors[0].startswith(message)
+
+
+def test_fsdp_on_one_gpu_is_a_warning_and_an_unknown_engine_names_the_choices(tmp_path):
+    from llm_studio.config.checks import check_config
+
+    cfg, _ = load_config(GUIDE_YAML)
+    cfg.environment.data_parallel_engine = "fsdp"
+    cfg.environment.gpus = ["0"]
+    assert check_config(cfg, gpu_count=1).warnings == [
+        "environment.data_parallel_engine: fsdp on one GPU shards nothing; it runs as ddp"
     ]
+    bad = yaml.safe_load(GUIDE_YAML.read_text())
+    bad["environment"]["data_parallel_engine"] = "zero"
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match="environment.data_parallel_engine.*ddp.*fsdp"):
+        load_config(str(tmp_path / "bad.yaml"))

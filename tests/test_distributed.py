@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, tiny_config, write_yaml
+from conftest import REPO, RUNNABLE, tiny_config, write_yaml
 from safetensors.torch import load_file
 
 from llm_studio.experiments.folder import ExperimentFolder
@@ -56,13 +56,16 @@ def make_run(tmp_path_factory, tiny_model_dir):
     csv = tmp / "pattern.csv"
     pattern_rows().to_csv(csv, index=False)
 
-    def make(name: str, batch_size: int, **training) -> tuple[object, ExperimentFolder]:
+    def make(
+        name: str, batch_size: int, environment: dict | None = None, **training
+    ) -> tuple[object, ExperimentFolder]:
         cfg = tiny_config(
             tiny_model_dir,
             csv,
             tmp / name,
             training={**TRAINING, "batch_size": batch_size, **training},
             prediction=PREDICTION,
+            environment={**RUNNABLE["environment"], **(environment or {})},
         )
         return write_yaml(tmp / f"{name}.yaml", cfg), ExperimentFolder(tmp / name)
 
@@ -159,7 +162,7 @@ def test_a_stopped_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(make_r
     assert status.state == "stopped" and status.step == 4
     assert "resume with bash distributed_train.sh 2 -Y cfg.yaml --resume" in folder.logs.read_text()
     with pytest.raises(ConfigError, match="a run of 2 process.es., this one has 1"):
-        load_training_state(folder.resume_dir, None, None, None, {}, rank=0, world_size=1)
+        load_training_state(folder.resume_dir, None, None, None, {}, Distributed())
 
     resumed = launch(folder.cfg_yaml, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -169,6 +172,110 @@ def test_a_stopped_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(make_r
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6)
     assert train_losses(folder) == train_losses(ddp_run)
+
+
+# --- FSDP: the model sharded instead of replicated ---
+def checkpoint_weights(folder: ExperimentFolder) -> dict[str, torch.Tensor]:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder.checkpoint_dir)  # plain transformers
+    return {k: v.detach() for k, v in model.state_dict().items()}
+
+
+def test_fsdp_with_lora_trains_the_weights_of_ddp_and_saves_one_whole_checkpoint(make_run, ddp_run):
+    """`use_fsdp: true` (the guide's key): the adapter, the merged checkpoint and the
+    validation rows of DDP. 5 validation batches: rank 1 runs one batch twice to keep step."""
+    cfg, fsdp = make_run("fsdp_lora", batch_size=4, environment={"use_fsdp": True})
+    result = launch(cfg)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    log = fsdp.logs.read_text()
+    assert "FSDP: 2 layers (LlamaDecoderLayer) sharded full over 2 processes" in log
+    expected, actual = adapter(ddp_run), adapter(fsdp)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-3, atol=5e-4)
+    assert [v for _, v in train_losses(fsdp)] == pytest.approx(
+        [v for _, v in train_losses(ddp_run)], rel=1e-4
+    )
+    whole, reference = checkpoint_weights(fsdp), checkpoint_weights(ddp_run)
+    assert whole.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(whole[name], reference[name], rtol=1e-3, atol=5e-4)
+    rows = pd.read_csv(fsdp.predictions_csv, keep_default_na=False)
+    ddp_rows = pd.read_csv(ddp_run.predictions_csv, keep_default_na=False)
+    assert len(rows) == 19
+    assert rows["prompt"].tolist() == ddp_rows["prompt"].tolist()
+    assert rows["predicted_text"].tolist() == ddp_rows["predicted_text"].tolist()
+
+
+def test_fsdp_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_process(
+    make_run, tiny_model_dir
+):
+    """Every weight trained and sharded (hybrid: one node, so sharded over both), stopped after
+    step 4 and resumed from the gathered weights and optimizer state: the checkpoint is the
+    one of a single process with the same global batch."""
+    full = {"lora": False, "learning_rate": 1e-3}
+    cfg, single = make_run("full_single", batch_size=8, **full)
+    train_in_process(cfg)
+    environment = {"data_parallel_engine": "fsdp", "fsdp_sharding": "hybrid"}
+    cfg, fsdp = make_run("full_fsdp", batch_size=4, environment=environment, **full)
+
+    stopped = launch(cfg, fault="SIGTERM:4", rank=0)
+    assert stopped.returncode != 0
+    assert fsdp.read_status().state == "stopped"
+    resumed = launch(fsdp.cfg_yaml, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    log = fsdp.logs.read_text()
+    assert "sharded hybrid over 2 processes" in log and "Resuming at step 4 of 9" in log
+
+    whole, reference = checkpoint_weights(fsdp), checkpoint_weights(single)
+    assert whole.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(whole[name], reference[name], rtol=1e-3, atol=5e-4)
+    from transformers import AutoModelForCausalLM
+
+    backbone = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    changed = sum(not torch.equal(whole[n], w) for n, w in backbone.items() if n in whole)
+    assert changed > len(backbone) // 2, "full fine-tuning trains (nearly) every weight"
+
+
+@pytest.mark.parametrize(
+    "engine, find_unused, finishes",
+    [("ddp", False, False), ("ddp", True, True), ("fsdp", False, True)],
+)
+def test_a_classifier_without_lora_needs_find_unused_parameters_under_ddp_only(
+    tmp_path, tiny_model_dir, engine, find_unused, finishes
+):
+    """Its head replaces the LM head, which then gets no gradient: DDP stops at the second
+    step and asks for find_unused_parameters; FSDP reduces whatever gradients there are."""
+    from conftest import default_config, pattern_rows
+
+    df = pattern_rows()
+    df["label"] = df["output"].str.count(" ")  # the repeat count, 0 to 3
+    df.to_csv(tmp_path / "counts.csv", index=False)
+    environment = {
+        **RUNNABLE["environment"],
+        "data_parallel_engine": engine,
+        "find_unused_parameters": find_unused,
+    }
+    cfg = default_config(
+        "text_causal_classification_modeling",
+        tiny_model_dir,
+        tmp_path / "counts.csv",
+        tmp_path / "out",
+        environment=environment,
+        training={"lora": False, "batch_size": 4, "epochs": 1},
+    )
+    result = launch(write_yaml(tmp_path / "cfg.yaml", cfg))
+    folder = ExperimentFolder(tmp_path / "out")
+    if finishes:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        assert folder.read_status().state == "finished"
+        assert (folder.checkpoint_dir / "config.json").is_file()
+    else:
+        assert folder.read_status().state == "failed"
+        assert "find_unused_parameters=True" in folder.logs.read_text()
 
 
 # --- the pieces, without processes ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from llm_studio.config.problem_types import BaseConfig
+from llm_studio.config.sections import data_parallel_engine
 
 
 @dataclass
@@ -46,13 +47,27 @@ def check_config(cfg: BaseConfig, gpu_count: int) -> CheckResult:
         warn("training.save_checkpoint: best needs an evaluation; evaluation_epochs > epochs")
     if tr.epochs == 0 and tr.lora:
         warn("training.epochs: 0 evaluates the backbone as it is; LoRA adapters stay empty")
-    for key, value, allowed in _not_yet_supported(cfg):
-        err(f"{key}: {value!r} is not supported yet (use {allowed})")
+    _check_engine(cfg, err, warn)
     return result
 
 
-def _not_yet_supported(cfg: BaseConfig):
-    """Settings declared for configs users already have, whose engine arrives later: a
-    non-default value is refused instead of silently ignored."""
-    if cfg.environment.use_fsdp:
-        yield "environment.use_fsdp", True, "false: FSDP arrives with distributed training"
+def _check_engine(cfg: BaseConfig, err, warn) -> None:
+    """Combinations the sharding engine cannot run (docs/distributed.md)."""
+    env, arch = cfg.environment, cfg.architecture
+    engine = data_parallel_engine(env)
+    if env.use_fsdp and env.data_parallel_engine not in ("ddp", "fsdp"):
+        err(
+            f"environment.use_fsdp: true asks for fsdp, but data_parallel_engine is "
+            f"{env.data_parallel_engine}; set one of them"
+        )
+    if engine != "fsdp":
+        return
+    if arch.backbone_dtype in ("int4", "int8"):
+        err(
+            f"architecture.backbone_dtype: {arch.backbone_dtype} (bitsandbytes) weights cannot "
+            "be sharded by FSDP; use bfloat16, float16 or float32, or data_parallel_engine: ddp"
+        )
+    if env.compile_model:
+        err("environment.compile_model: not available with FSDP; turn one of them off")
+    if len(env.gpus) == 1:
+        warn("environment.data_parallel_engine: fsdp on one GPU shards nothing; it runs as ddp")

@@ -267,6 +267,14 @@ class PredictionSection:
     num_history: int = setting(4, range=(0, 64), tip="Chat: how many earlier turns the model sees.")
 
 
+DATA_PARALLEL_ENGINES = ("ddp", "fsdp")
+
+
+def data_parallel_engine(environment) -> str:
+    """The engine a config asks for; `use_fsdp: true` (the guide's key) means fsdp."""
+    return "fsdp" if environment.use_fsdp else environment.data_parallel_engine
+
+
 @dataclass
 class EnvironmentSection:
     gpus: list[str] = setting([], tip="GPU ids to train on; empty trains on the CPU.")
@@ -277,7 +285,25 @@ class EnvironmentSection:
     find_unused_parameters: bool = setting(
         False, tip="DDP: look for parameters without gradients (slower)."
     )
-    use_fsdp: bool = setting(False, tip="Shard the model over GPUs with FSDP.")
+    data_parallel_engine: str = setting(
+        "ddp",
+        choices=DATA_PARALLEL_ENGINES,
+        tip="How several processes share the work: ddp copies the whole model to every GPU; "
+        "fsdp (torch FSDP2) shards weights, gradients and optimizer state across them, for "
+        "models too large for one GPU.",
+    )
+    fsdp_sharding: str = setting(
+        "full",
+        choices=("full", "hybrid"),
+        shown_if={"data_parallel_engine": "fsdp"},
+        tip="full shards over every process; hybrid shards within a node and replicates "
+        "across nodes (less traffic between nodes).",
+    )
+    use_fsdp: bool = setting(
+        False,
+        shown_if={"data_parallel_engine": "ddp"},
+        tip="Shard the model over GPUs with FSDP; the same as data_parallel_engine: fsdp.",
+    )
     trust_remote_code: bool = setting(
         True, tip="Allow model code shipped with the backbone; check it first."
     )

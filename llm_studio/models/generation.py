@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Iterable
 
 import torch
@@ -48,6 +49,25 @@ def cut_at_stop(text: str, prediction_cfg) -> str:
     return text
 
 
+@contextlib.contextmanager
+def generating(model: torch.nn.Module):
+    """Yields `generate`'s synced_gpus flag. A model sharded by FSDP (training/distributed.py)
+    gathers its weights in every forward, a collective that all ranks must join: `generate`
+    keeps each rank stepping until every rank is done (synced_gpus), and the outermost
+    weights (embeddings, head) are gathered here, because `generate` calls the inner model and
+    bypasses the outermost module's gathering hook."""
+    from torch.distributed.fsdp import FSDPModule
+
+    if not isinstance(model, FSDPModule):
+        yield False
+        return
+    model.unshard()
+    try:
+        yield True
+    finally:
+        model.reshard()
+
+
 @torch.no_grad()
 def generate_batch(
     model: torch.nn.Module,
@@ -62,9 +82,13 @@ def generate_batch(
     was_training = model.training
     model.eval()
     try:
-        output = model.generate(
-            **batch, **generation_kwargs(prediction_cfg, tokenizer), streamer=streamer
-        )
+        with generating(model) as synced_gpus:
+            output = model.generate(
+                **batch,
+                **generation_kwargs(prediction_cfg, tokenizer),
+                streamer=streamer,
+                synced_gpus=synced_gpus,
+            )
     finally:
         model.train(was_training)
     new_tokens = output[:, batch["input_ids"].shape[1] :]

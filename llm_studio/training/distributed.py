@@ -16,6 +16,14 @@ LOCAL_RANK-th visible one; NCCL) or on the CPU (gloo). What differs from one pro
 - Only rank 0 writes into the experiment folder. It reads, splits and samples the data once;
   the other ranks wait at a barrier and load its cache file.
 
+With `data_parallel_engine: fsdp` the same holds, but the model is sharded with torch's FSDP2
+(`fully_shard`) instead of replicated: each decoder layer is one unit whose weights are gathered
+for its forward and backward and sharded again after, gradients are reduce-scattered (averaged,
+as DDP does) and the optimizer keeps only its shard. Every forward is then a collective, so all
+ranks run validation batches in lockstep (`map_batches` pads the shorter shares) and generate
+with synced_gpus. Saving gathers the full weights to rank 0 (`consolidated`), into a copy of the
+model that lives on the meta device between saves, so checkpoints are the same HF folders.
+
 In a single process (no torchrun, or one process per node and one node) every helper here
 does nothing, and the loop runs exactly as without DDP. docs/distributed.md has the rest.
 """
@@ -23,6 +31,7 @@ does nothing, and the loop runs exactly as without DDP. docs/distributed.md has 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import pickle
@@ -59,12 +68,23 @@ class _DDP(DistributedDataParallel):
             return getattr(self.module, name)
 
 
+# True while this process trains a model sharded by FSDP: every forward is a collective then.
+_sharded = False
+
+
 @dataclass
 class Distributed:
     rank: int = 0
     local_rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    engine: str = "ddp"  # or "fsdp": see `wrap`
+    # FSDP: rank 0's copy of the model on the meta device (no memory), filled to save.
+    _skeleton: torch.nn.Module | None = None
+
+    @property
+    def sharded(self) -> bool:
+        return self.active and self.engine == "fsdp"
 
     @classmethod
     def from_env(cls) -> Distributed:
@@ -104,8 +124,8 @@ class Distributed:
             device_id=device if device.type == "cuda" else None,
         )
         log.info(
-            "DDP: %d processes, backend %s; the global batch is batch_size x %d",
-            *(self.world_size, dist.get_backend(), self.world_size),
+            "%s: %d processes, backend %s; the global batch is batch_size x %d",
+            *(self.engine.upper(), self.world_size, dist.get_backend(), self.world_size),
         )
 
     def close(self) -> None:
@@ -115,21 +135,140 @@ class Distributed:
             dist.destroy_process_group()
 
     # --- model and batches ---
-    def wrap(self, model: torch.nn.Module, find_unused_parameters: bool) -> torch.nn.Module:
-        """The model the training steps run: in DDP, wrapped so backward all-reduces the
-        gradients. Validation and saving use the model itself."""
+    def wrap(self, model: torch.nn.Module, environment) -> torch.nn.Module:
+        """The model the training steps run. DDP: a wrapper whose backward all-reduces the
+        gradients; validation and saving use the model itself. FSDP: the model itself,
+        sharded in place."""
         if not self.active:
             return model
+        if self.engine == "fsdp":
+            return self._shard(model, environment.fsdp_sharding)
         return _DDP(
             model,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            find_unused_parameters=find_unused_parameters,
+            find_unused_parameters=environment.find_unused_parameters,
             forward_sync_buffers=False,  # equal at the start and no batch norm: none to sync
         )
 
+    def _shard(self, model: torch.nn.Module, sharding: str) -> torch.nn.Module:
+        """FSDP2: one unit per decoder layer (the classes transformers marks as not to be
+        split), then the whole model for what is left (embeddings, norm, head)."""
+        global _sharded
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        if self.is_main:
+            # Parameters become meta tensors in the copy: the structure without the memory.
+            memo = {
+                id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
+                for p in model.parameters()
+            }
+            self._skeleton = copy.deepcopy(model, memo)
+        if sharding == "hybrid":  # shard within a node, replicate across nodes
+            per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
+            shape, names = (self.world_size // per_node, per_node), ("replicate", "shard")
+        else:
+            shape, names = (self.world_size,), ("shard",)
+        mesh = init_device_mesh(self.device.type, shape, mesh_dim_names=names)
+        layer_classes = set()
+        for module in model.modules():
+            layer_classes.update(getattr(module, "_no_split_modules", None) or ())
+        layers = [m for m in model.modules() if type(m).__name__ in layer_classes]
+        if not layers:
+            raise ConfigError(
+                f"environment.data_parallel_engine: fsdp needs a backbone that names its layers "
+                f"(_no_split_modules); {type(model).__name__} does not; use ddp"
+            )
+        names = ", ".join(sorted({type(m).__name__ for m in layers}))  # before FSDP renames them
+        for layer in layers:
+            fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        _sharded = True
+        log.info(
+            "FSDP: %d layers (%s) sharded %s over %d processes",
+            *(len(layers), names, sharding, self.world_size),
+        )
+        return model
+
+    @contextlib.contextmanager
+    def consolidated(self, model: torch.nn.Module):
+        """The whole model on rank 0 to save (None on the other ranks). FSDP: every rank sends
+        its shards (all must call this); rank 0 fills its meta copy and empties it after."""
+        if not self.sharded:
+            yield model if self.is_main else None
+            return
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        weights = get_model_state_dict(model, options=options)
+        if not self.is_main:
+            yield None
+            return
+        whole = self._skeleton
+        whole.load_state_dict(weights, assign=True)
+        from transformers import PreTrainedModel
+
+        for module in whole.modules():  # assign=True unties tied embeddings; tie them again
+            if isinstance(module, PreTrainedModel):
+                module.tie_weights()
+                break
+        try:
+            yield whole
+        finally:
+            whole.to("meta")
+
+    def training_state(self, model: torch.nn.Module, optimizer) -> tuple[dict, dict] | None:
+        """The trainable weights and the optimizer state to save for resuming, whole, on rank
+        0 (None on the others). FSDP gathers both from the shards (all ranks must call it)."""
+        if not self.sharded:
+            if not self.is_main:
+                return None
+            weights = {
+                n: p.detach().contiguous().cpu()
+                for n, p in model.named_parameters()
+                if p.requires_grad
+            }
+            return weights, optimizer.state_dict()
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_model_state_dict,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        weights = get_model_state_dict(model, options=options)
+        optimizer_state = get_optimizer_state_dict(model, optimizer, options=options)
+        if not self.is_main:
+            return None
+        return {n: w.contiguous() for n, w in weights.items() if n in trainable}, optimizer_state
+
+    def load_training_state(self, model: torch.nn.Module, optimizer, weights: dict, state) -> None:
+        """Put saved whole weights and optimizer state back, into this rank's shards."""
+        if not self.sharded:
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, value in weights.items():
+                    params[name].copy_(value.to(params[name].device))
+            optimizer.load_state_dict(state)
+            return
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_model_state_dict,
+            set_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(model, weights, options=options)
+        set_optimizer_state_dict(model, optimizer, state, options=options)
+
     def gradient_sync(self, model: torch.nn.Module, sync: bool):
         """A context for forward and backward: the batches that only accumulate gradients skip
-        DDP's all-reduce (model.no_sync()); the one before the optimizer step syncs."""
+        the all-reduce (DDP's no_sync) or reduce-scatter (FSDP); the one before the optimizer
+        step syncs."""
+        if self.sharded:
+            model.set_requires_gradient_sync(sync)
+            return contextlib.nullcontext()
         if self.active and not sync:
             return model.no_sync()
         return contextlib.nullcontext()
@@ -208,6 +347,11 @@ def map_batches(fn: Callable[[list], list], items: list, batch_size: int) -> lis
         return [result for batch in batches for result in fn(batch)]
     rank, world = dist.get_rank(), dist.get_world_size()
     mine = [fn(batch) for batch in batches[rank::world]]
+    if _sharded and batches:
+        # A sharded model's forward is a collective: a rank with one batch fewer runs its
+        # first batch again (results dropped), so every rank runs as many forwards.
+        for _ in range(len(batches[rank::world]), -(-len(batches) // world)):
+            fn(batches[rank % len(batches)])
     gathered = [None] * world if rank == 0 else None
     dist.gather_object(mine, gathered, dst=0)
     if rank != 0:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from llm_studio.config.sections import data_parallel_engine
 from llm_studio.config.yaml_io import save_config
 from llm_studio.data.readers import DataError
 from llm_studio.data.splitting import split_and_sample
@@ -85,6 +86,7 @@ def run_experiment(
     # Loggers register their close() here, so they are closed on failure too.
     with ExitStack() as cleanup:
         ddp = Distributed.from_env()  # one process, or one rank of torchrun's
+        ddp.engine = data_parallel_engine(cfg.environment)
         status = _run(cfg, status, stop or StopFlag(), resume, cleanup, ddp)
         ddp.close()
         return status
@@ -147,7 +149,7 @@ def _run(
     log.info("Parameters: %d trainable of %d (%.2f%%)", trainable, total, 100 * trainable / total)
     train_samples = task.training_dataset(data.train, cfg.environment.seed)
     train_loader = build_train_loader(train_samples, cfg, task.collate, ddp.world_size)
-    trained = ddp.wrap(model, cfg.environment.find_unused_parameters)
+    trained = ddp.wrap(model, cfg.environment)  # DDP wraps; FSDP shards `model` in place
 
     # --- schedule in (global) batches ("steps"); the optimizer steps every grad_accumulation ---
     tr = cfg.training
@@ -166,10 +168,12 @@ def _run(
     mask_id = _mask_token_id(backbone.tokenizer)
     generators = {"token_mask": mask_gen}
 
-    position = TrainingPosition(next_eval=eval_every, world_size=ddp.world_size)
+    position = TrainingPosition(
+        next_eval=eval_every, world_size=ddp.world_size, engine=ddp.engine if ddp.active else ""
+    )
     if resume:
         position = load_training_state(
-            folder.resume_dir, model, optimizer, scheduler, generators, ddp.rank, ddp.world_size
+            folder.resume_dir, model, optimizer, scheduler, generators, ddp
         )
         if ddp.is_main:
             folder.truncate_charts_after(position.step)
@@ -179,25 +183,27 @@ def _run(
         folder.write_status(status)
 
     def save(dest=None, adapter=True) -> None:
-        if ddp.is_main:
-            task.save(model, folder, dest=dest, adapter=adapter)
+        with ddp.consolidated(model) as whole:  # FSDP: every rank sends its shards to rank 0
+            if ddp.is_main:
+                task.save(whole, folder, dest=dest, adapter=adapter)
 
     def evaluate(step: int, epoch: float) -> None:
         result = task.validate(model, data.validation, metric)
-        if result is None:  # DDP: this rank validated its share; rank 0 has the result
-            return
-        chart("validation/loss", step, result.loss, epoch)
-        chart(f"validation/{metric.name}", step, result.metric_value, epoch)
-        for name, value in result.charts.items():
-            chart(f"validation/{name}", step, value, epoch)
-        result.write(folder, metric)
-        log.info(
-            "Validation at step %d (epoch %.2f): loss %.4f, %s %.4f",
-            *(step, epoch, result.loss, metric.name, result.metric_value),
-        )
-        improved = metric.improves(result.metric_value, position.best_value)
-        if improved:
-            position.best_value = result.metric_value
+        improved = False
+        if result is not None:  # DDP: every rank validated its share; rank 0 has the result
+            chart("validation/loss", step, result.loss, epoch)
+            chart(f"validation/{metric.name}", step, result.metric_value, epoch)
+            for name, value in result.charts.items():
+                chart(f"validation/{name}", step, value, epoch)
+            result.write(folder, metric)
+            log.info(
+                "Validation at step %d (epoch %.2f): loss %.4f, %s %.4f",
+                *(step, epoch, result.loss, metric.name, result.metric_value),
+            )
+            improved = metric.improves(result.metric_value, position.best_value)
+            if improved:
+                position.best_value = result.metric_value
+        improved = ddp.from_main(improved)  # every rank saves together (FSDP gathers shards)
         if tr.save_checkpoint == "best" and improved:
             save()
         elif tr.save_checkpoint == "each_evaluation_epoch":
@@ -206,8 +212,9 @@ def _run(
 
     def save_state() -> None:
         rngs = ddp.gather(random_state(generators))  # every rank's, to resume each as it was
+        state = ddp.training_state(model, optimizer)  # whole on rank 0, also under FSDP
         if ddp.is_main:
-            save_training_state(folder.resume_dir, model, optimizer, scheduler, position, rngs)
+            save_training_state(folder.resume_dir, *state, scheduler, position, rngs)
 
     # --- loop ---
     if (tr.evaluate_before_training or tr.epochs == 0) and position.step == 0:
@@ -276,7 +283,7 @@ def _run(
         log.info("Stopped at step %d; resume with %s", position.step, how)
     if tr.save_checkpoint == "last" or (stopped and tr.save_checkpoint != "disable"):
         save()
-    elif tr.save_checkpoint == "best" and not folder.checkpoint_dir.exists():
+    elif tr.save_checkpoint == "best" and ddp.from_main(not folder.checkpoint_dir.exists()):
         save()
     if tr.save_checkpoint == "disable":
         log.info("save_checkpoint: disable, so no model is saved; chat and export are unavailable")

@@ -25,18 +25,13 @@ class TrainingPosition:
     next_eval: float = 0.0
     best_value: float | None = None
     world_size: int = 1  # processes of the run (DDP): a step is a batch of all of them
+    engine: str = ""  # data_parallel_engine of a multi-process run: its optimizer state differs
 
 
 def resume_command(world_size: int) -> str:
     if world_size > 1:
         return f"bash distributed_train.sh {world_size} -Y cfg.yaml --resume"
     return "python train.py -Y cfg.yaml --resume"
-
-
-def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {
-        n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad
-    }
 
 
 def random_state(generators: dict[str, torch.Generator]) -> dict:
@@ -52,19 +47,20 @@ def random_state(generators: dict[str, torch.Generator]) -> dict:
 
 def save_training_state(
     dest: Path,
-    model: torch.nn.Module,
-    optimizer: torch.optim.Optimizer,
+    weights: dict[str, torch.Tensor],
+    optimizer_state: dict,
     scheduler,
     position: TrainingPosition,
     rngs: list[dict],
 ) -> None:
-    """`rngs`: the `random_state` of every process of the run, in rank order."""
+    """`weights`: the trainable ones, whole (`Distributed.training_state`); `rngs`: the
+    `random_state` of every process of the run, in rank order."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
-    save_file(_trainable(model), tmp / "trainable.safetensors")
+    save_file(weights, tmp / "trainable.safetensors")
     torch.save(
         {
-            "optimizer": optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "scheduler": scheduler.state_dict(),
             "rng": rngs,
         },
@@ -80,31 +76,35 @@ def load_training_state(
     optimizer: torch.optim.Optimizer,
     scheduler,
     generators: dict[str, torch.Generator],
-    rank: int = 0,
-    world_size: int = 1,
+    ddp,
 ) -> TrainingPosition:
+    """`ddp`: this process's `Distributed`; it puts the weights into its shards under FSDP."""
     if not (src / "position.json").is_file():
         raise ConfigError(
             f"--resume: {src.parent} has no saved training state yet "
             "(it is written at each validation and when a run is stopped)"
         )
     position = TrainingPosition(**json.loads((src / "position.json").read_text()))
-    if position.world_size != world_size:
+    if position.world_size != ddp.world_size:
         raise ConfigError(
             f"--resume: the saved state is of a run of {position.world_size} process(es), "
-            f"this one has {world_size}; resume with {resume_command(position.world_size)}"
+            f"this one has {ddp.world_size}; resume with {resume_command(position.world_size)}"
+        )
+    engine = ddp.engine if ddp.active else ""
+    if position.engine != engine:
+        raise ConfigError(
+            f"--resume: the saved state is of a run with data_parallel_engine "
+            f"{position.engine or 'ddp'}, this one uses {engine or 'ddp'}; resume with the same"
         )
     weights = load_file(src / "trainable.safetensors")
     params = dict(model.named_parameters())
     missing = [n for n in weights if n not in params]
     if missing:
         raise ConfigError(f"--resume: the saved state does not fit this model ({missing[0]})")
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value.to(params[name].device))
     state = torch.load(src / "state.pt", map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
+    ddp.load_training_state(model, optimizer, weights, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
+    rank = ddp.rank
     rng = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]  # list: per rank
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from llm_studio.data.tokenization import IGNORE_INDEX, batch_length, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
-from llm_studio.models.generation import cut_at_stop, generation_kwargs
+from llm_studio.models.generation import cut_at_stop, generating, generation_kwargs
 from llm_studio.training.distributed import map_batches
 from llm_studio.training.tasks.causal_lm import CausalLMTask
 from llm_studio.training.validation import ValidationResult
@@ -141,11 +141,13 @@ def generate_answers(
     for row, p in enumerate(prompts):
         input_ids[row, : len(p)] = torch.tensor(p, dtype=torch.long)
         attention[row, : len(p)] = 1
-    output = model.generate(
-        input_ids=input_ids.to(device),
-        attention_mask=attention.to(device),
-        **generation_kwargs(prediction_cfg, tokenizer),
-    )
+    with generating(model) as synced_gpus:
+        output = model.generate(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            **generation_kwargs(prediction_cfg, tokenizer),
+            synced_gpus=synced_gpus,
+        )
     texts = tokenizer.batch_decode(output[:, 1:], skip_special_tokens=True)
     return [cut_at_stop(t, prediction_cfg).strip() for t in texts]
 
