@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,8 +18,6 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -116,3 +115,57 @@ def wait_for_text(page, text: str, timeout: float = 20.0) -> None:
 def goto(page, url: str, hash_: str) -> None:
     page.goto(f"{url}#{hash_}")
     time.sleep(0.2)
+
+
+def wait_for_app_port(workdir: Path, timeout: float = 60.0) -> None:
+    """The launcher says "up" once waved answers, maybe before the app listens; a browser that
+    connects in that gap makes waved drop the app for good. Wait until the app's port answers."""
+    pids = json.loads((workdir / "data" / "llmstudio.pids").read_text())
+    environ = Path(f"/proc/{pids['app']['pid']}/environ").read_bytes().decode(errors="replace")
+    env = dict(kv.split("=", 1) for kv in environ.split("\0") if "=" in kv)
+    host, port = env["H2O_WAVE_APP_ADDRESS"].split("//", 1)[1].rsplit(":", 1)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"the app never listened on {host}:{port}")
+
+
+# --- View experiments' table ---
+
+
+def row(page, name: str):
+    return page.get_by_role("row").filter(has=page.get_by_role("link", name=name, exact=True))
+
+
+def cell(page, name: str, key: str) -> str:
+    try:
+        return row(page, name).locator(f'[data-automation-key="{key}"]').inner_text(timeout=5000)
+    except Exception:  # the 2 s refresh swapped the row out under us: read again next time
+        return ""
+
+
+def percent(text: str) -> float | None:
+    text = text.strip().rstrip("%")
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def wait_status(page, name: str, wanted: tuple[str, ...], timeout: float) -> list[tuple]:
+    """Poll the row's Status and Progress cells (no reload); return what was seen over time."""
+    seen = []
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status, progress = cell(page, name, "status"), percent(cell(page, name, "progress"))
+        if status and (not seen or seen[-1] != (status, progress)):
+            seen.append((status, progress))
+        if status in wanted:
+            return seen
+        assert status not in ("failed",), f"{name} failed: {seen}"
+        time.sleep(1)
+    raise AssertionError(f"{name} never reached {wanted}; seen {seen}")

@@ -135,6 +135,34 @@ def test_model_zip_loads_with_transformers_and_generates_like_the_checkpoint(
     run_snippet(code)
 
 
+def test_model_cards_code_answers_exactly_like_the_chat_with_stop_texts_and_min_length(
+    trained, tmp_path
+):
+    """The card's example generates with the experiment's prediction settings, the minimum
+    length and stop texts included, and prints what the Chat tab answers."""
+    from llm_studio.export.model_card import EXAMPLE_QUESTION
+    from llm_studio.models.chat import ChatSession
+
+    copy = tmp_path / "experiment"
+    shutil.copytree(trained.path, copy)
+    cfg = yaml.safe_load((copy / "cfg.yaml").read_text())
+    cfg["prediction"].update(max_length_inference=12, min_length_inference=12, stop_tokens="")
+    (copy / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    unstopped = ChatSession.from_experiment(copy).ask(EXAMPLE_QUESTION)
+    assert len(unstopped) > 4, "the tiny model writes something to cut"
+    stop = unstopped[len(unstopped) // 2 :][:2]  # a text in the middle of the answer
+    cfg["prediction"]["stop_tokens"] = f"{stop},<never>"
+    (copy / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    chat_answer = ChatSession.from_experiment(copy).ask(EXAMPLE_QUESTION)
+    assert len(chat_answer) < len(unstopped), "the stop text ends the answer"
+
+    folder = unzip(build_model_zip(copy, tmp_path / "model.zip"), tmp_path / "unzipped")
+    code = usage_code((folder / "README.md").read_text())
+    assert "min_new_tokens=12" in code and "stop_strings=" in code
+    printed = run_snippet(code.replace("path/to/unzipped/model", str(folder)))
+    assert printed.rstrip("\n") == chat_answer
+
+
 def test_model_zip_holds_every_evaluation_checkpoint(trained, tmp_path):
     copy = tmp_path / "experiment"
     shutil.copytree(trained.path, copy)

@@ -163,6 +163,65 @@ def test_chat_streams_the_answer_and_stops_at_once(page, app_url, experiments, w
     screenshot(page, "chat_cleared")
 
 
+def test_downloaded_model_answers_like_the_chat_tab(page, app_url, experiments, tmp_path):
+    """Download model from the Chat tab; the zip loads with plain transformers and, given the
+    question as the Chat tab got it, answers the same (greedy, the experiment's settings)."""
+    import zipfile
+
+    import yaml
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    record = experiments["chat-lr-low"]
+    open_chat(page, app_url, record)
+    ask = page.locator("textarea[data-test=chat_bot]")
+    ask.fill(QUESTION)
+    ask.press("Enter")
+    wait_for_text(page, "Answered after", 60)
+    shown = messages(page)[1]
+
+    page.get_by_role("button", name="Download model").click()
+    link = page.get_by_text(f"Download {record.name}_model.zip")
+    link.wait_for(timeout=60_000)
+    with page.expect_download() as download:
+        link.click()
+    archive = tmp_path / "model.zip"
+    download.value.save_as(archive)
+    screenshot(page, "chat_download_model")
+    # The chat outlives the download: it answers on with the model it has (no reload).
+    ask.fill("Hello")
+    ask.press("Enter")
+    statuses = set()
+    deadline = time.time() + 60
+    while not any(t.startswith("Answered after") for t in statuses):
+        assert time.time() < deadline, statuses
+        statuses.add(page.locator("[data-test=chat_status]").inner_text().strip())
+        time.sleep(0.05)
+    assert not any("Loading" in t or "loaded" in t for t in statuses), statuses
+    assert len(messages(page)) == 4 and messages(page)[0] == QUESTION
+
+    folder = tmp_path / "model"
+    zipfile.ZipFile(archive).extractall(folder)
+    prediction = yaml.safe_load((folder / "cfg.yaml").read_text())["prediction"]
+    assert prediction["do_sample"] is False  # greedy: the same answer every time
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": QUESTION}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
+    output = model.generate(
+        **inputs,
+        max_new_tokens=prediction["max_length_inference"],
+        do_sample=False,
+        num_beams=prediction["num_beams"],
+        repetition_penalty=prediction["repetition_penalty"],
+    )
+    answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert answer.strip() == shown.strip(), (answer, shown)
+
+
 def test_chat_model_is_released_when_the_client_shows_something_else():
     import asyncio
     import gc

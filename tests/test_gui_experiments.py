@@ -4,15 +4,23 @@ delete both, then delete the dataset they used."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import yaml
-from gui_harness import browser_page, running_app, screenshot, wait_for_text
+from gui_harness import (
+    browser_page,
+    cell,
+    percent,
+    row,
+    running_app,
+    screenshot,
+    wait_for_app_port,
+    wait_for_text,
+    wait_status,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,23 +41,6 @@ def choose(page, label: str, option: str) -> None:
     page.get_by_role("combobox", name=label).click()
     page.get_by_role("option", name=option, exact=True).click()
     time.sleep(0.5)
-
-
-def wait_for_app_port(workdir: Path, timeout: float = 60.0) -> None:
-    """The launcher says "up" once waved answers, maybe before the app listens; a browser that
-    connects in that gap makes waved drop the app for good. Wait until the app's port answers."""
-    pids = json.loads((workdir / "data" / "llmstudio.pids").read_text())
-    environ = Path(f"/proc/{pids['app']['pid']}/environ").read_bytes().decode(errors="replace")
-    env = dict(kv.split("=", 1) for kv in environ.split("\0") if "=" in kv)
-    host, port = env["H2O_WAVE_APP_ADDRESS"].split("//", 1)[1].rsplit(":", 1)
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection((host, int(port)), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"the app never listened on {host}:{port}")
 
 
 def set_switch(page, label: str, on: bool) -> None:
@@ -109,25 +100,6 @@ def run(page, name: str) -> None:
     raise AssertionError(f"Run experiment did not list {name} on View experiments")
 
 
-def row(page, name: str):
-    return page.get_by_role("row").filter(has=page.get_by_role("link", name=name, exact=True))
-
-
-def cell(page, name: str, key: str) -> str:
-    try:
-        return row(page, name).locator(f'[data-automation-key="{key}"]').inner_text(timeout=5000)
-    except Exception:  # the 2 s refresh swapped the row out under us: read again next time
-        return ""
-
-
-def percent(text: str) -> float | None:
-    text = text.strip().rstrip("%")
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
 def select_rows(page, *names: str) -> None:
     for name in names:
         checkbox = row(page, name).get_by_role("checkbox")
@@ -138,21 +110,6 @@ def select_rows(page, *names: str) -> None:
             if checkbox.get_attribute("aria-checked") == "true":
                 break
         assert checkbox.get_attribute("aria-checked") == "true", f"could not select {name}"
-
-
-def wait_status(page, name: str, wanted: tuple[str, ...], timeout: float) -> list[tuple]:
-    """Poll the row's Status and Progress cells (no reload); return what was seen over time."""
-    seen = []
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status, progress = cell(page, name, "status"), percent(cell(page, name, "progress"))
-        if status and (not seen or seen[-1] != (status, progress)):
-            seen.append((status, progress))
-        if status in wanted:
-            return seen
-        assert status not in ("failed",), f"{name} failed: {seen}"
-        time.sleep(1)
-    raise AssertionError(f"{name} never reached {wanted}; seen {seen}")
 
 
 def test_model_flow(tmp_path, tiny_model_dir):

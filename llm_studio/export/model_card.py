@@ -245,6 +245,7 @@ def _usage_section(cfg, name: str, adapter: bool) -> str:
     p = cfg.prediction
     gen = [
         f"max_new_tokens={p.max_length_inference}",
+        f"min_new_tokens={min(p.min_length_inference, p.max_length_inference)}",
         f"do_sample={p.do_sample}",
         f"num_beams={p.num_beams}",
         f"repetition_penalty={p.repetition_penalty:g}",
@@ -255,6 +256,11 @@ def _usage_section(cfg, name: str, adapter: bool) -> str:
             f"top_k={p.top_k}",
             f"top_p={p.top_p:g}",
         ]
+    from llm_studio.models.generation import stop_strings  # torch: only when a card is written
+
+    stops = stop_strings(p)
+    if stops:  # generation stops after one of them; the answer ends before it, as in the chat
+        gen += [f"stop_strings={stops!r}", "tokenizer=tokenizer"]
     if adapter:
         grow = getattr(cfg.tokenizer, "add_prompt_answer_tokens", False)
         load = (
@@ -286,7 +292,8 @@ def _usage_section(cfg, name: str, adapter: bool) -> str:
         ").to(model.device)\n"
         "output = model.generate(**inputs, " + ", ".join(gen) + ")\n"
         f"answer = tokenizer.decode(output[0, {start}:], skip_special_tokens=True)\n"
-        "print(answer)\n"
+        + (f"for stop in {stops!r}:\n    answer = answer.split(stop)[0]\n" if stops else "")
+        + "print(answer.strip())\n"
     )
     return "## Usage\n\n" + _fence(code, "python")
 

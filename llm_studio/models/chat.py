@@ -12,6 +12,48 @@ from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.models.generation import cut_at_stop, generation_kwargs
 
+GIB = 1024**3
+# Beyond the weights: the CUDA context, activations and the KV cache of a chat-length answer.
+MEMORY_MARGIN = 1.2
+
+
+def weights_bytes(checkpoint: Path, bytes_per_value: int = 4) -> int:
+    """The bytes a checkpoint's weights take once loaded with `bytes_per_value` per number.
+
+    Counted from the safetensors headers (no tensor is read); a checkpoint without them counts
+    its weight files' size on disk.
+    """
+    from safetensors import safe_open
+
+    files = sorted(checkpoint.glob("*.safetensors"))
+    if not files:
+        return sum(f.stat().st_size for f in checkpoint.iterdir() if f.suffix in (".bin", ".pt"))
+    values = 0
+    for path in files:
+        with safe_open(str(path), framework="numpy") as fh:
+            for key in fh.keys():
+                count = 1
+                for size in fh.get_slice(key).get_shape():
+                    count *= size
+                values += count
+    return values * bytes_per_value
+
+
+def memory_refusal(free_bytes: int, needed_bytes: int) -> str | None:
+    """Why the model cannot be loaded on a GPU with `free_bytes` free, or None when it fits."""
+    if free_bytes >= needed_bytes:
+        return None
+    return (
+        f"the GPU has {free_bytes / GIB:.2f} GiB free, and this model needs about "
+        f"{needed_bytes / GIB:.2f} GiB; free GPU memory (stop what else runs on it) and ask again"
+    )
+
+
+def free_gpu_memory(device: str) -> int:
+    """Free bytes on the CUDA device (a hardware probe; tests replace it)."""
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    return free
+
 
 @dataclass
 class ChatSession:
@@ -43,6 +85,11 @@ class ChatSession:
                 else "the experiment has not saved one yet"
             )
             raise ConfigError(f"{folder.path}: no checkpoint to chat with, because {why}")
+        if str(device).startswith("cuda"):
+            needed = int(weights_bytes(folder.checkpoint_dir) * MEMORY_MARGIN)
+            refusal = memory_refusal(free_gpu_memory(device), needed)
+            if refusal:
+                raise ConfigError(refusal)
         tokenizer = AutoTokenizer.from_pretrained(folder.checkpoint_dir)
         model = auto_model_class(cfg).from_pretrained(folder.checkpoint_dir, dtype=torch.float32)
         model.to(device).eval()

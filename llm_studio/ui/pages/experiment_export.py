@@ -39,9 +39,12 @@ def _record(q: Q):
 
 def _note(q: Q, component: ui.Component) -> None:
     q.page["experiment_note"] = ui.form_card(box="main", items=[component])
-    shown = q.client[layout.MAIN_CARDS] or []
-    if "experiment_note" not in shown:  # so the next page removes it
-        q.client[layout.MAIN_CARDS] = shown + ["experiment_note"]
+    shown = q.client[layout.MAIN_CARDS]
+    if shown is None:
+        q.client[layout.MAIN_CARDS] = ["experiment_note"]
+    elif "experiment_note" not in shown:  # so the next page removes it
+        # In place: the Chat tab keeps its model while this very list is the client's.
+        shown.append("experiment_note")
 
 
 async def _download(q: Q, builder_name: str, kind: str) -> None:

@@ -135,8 +135,15 @@ async def setting_changed(q: Q, key: str) -> None:
 @on("new_from_experiment")
 async def new_from_experiment(q: Q) -> None:
     """A new experiment pre-filled with this one's settings (and its dataset)."""
+    await _new_from(q, q.client.experiment_id)
+
+
+async def _new_from(q: Q, experiment_id: int) -> None:
     state = client_state(q)
-    record = state.store.get_experiment(q.client.experiment_id)
+    record = state.store.get_experiment(experiment_id)
+    if record is None:  # deleted meanwhile (e.g. from another tab)
+        await experiments_page(q, layout.message(f"No experiment {experiment_id}.", "error"))
+        return
     cfg, _ = load_config(record.config_file)
     cfg.experiment_name = _free_name(state.store, record.name)
     state.wizard.clear()
@@ -147,7 +154,13 @@ async def new_from_experiment(q: Q) -> None:
 
 @on("rename_dialog")
 async def rename_dialog(q: Q) -> None:
-    record = client_state(q).store.get_experiment(q.client.experiment_id)
+    q.client.rename_from_list = False
+    _rename_dialog(q, q.client.experiment_id)
+
+
+def _rename_dialog(q: Q, experiment_id: int) -> None:
+    q.client.rename_experiment_id = experiment_id
+    record = client_state(q).store.get_experiment(experiment_id)
     q.page["meta"].dialog = ui.dialog(
         title="Rename experiment",
         name="rename_box",
@@ -173,14 +186,18 @@ async def rename_confirm(q: Q) -> None:
     from llm_studio.runner import RunnerError
 
     q.page["meta"].dialog = None
-    record = client_state(q).store.get_experiment(q.client.experiment_id)
+    record = client_state(q).store.get_experiment(q.client.rename_experiment_id)
     try:
         await q.run(app_runner().rename, record.id, q.args.new_experiment_name or "")
     except (RunnerError, StoreError, OSError) as exc:
         await experiments_page(q, layout.message(str(exc), "error"))
         return
     SUMMARIES.forget(record.path)
-    await experiment_page(q, record.id)
+    if q.client.rename_from_list:
+        renamed = client_state(q).store.get_experiment(record.id)
+        await experiments_page(q, layout.message(f"Renamed to {renamed.name}.", "success"))
+    else:
+        await experiment_page(q, record.id)
 
 
 @on("experiment_dataset")
@@ -292,6 +309,7 @@ def _row(record, datasets: dict) -> ui.TableRow:
         name=str(record.id),
         cells=[
             f"[{record.name}](#experiment/{record.id})",
+            "",  # the row's kebab menu, next to the name so it is in view without scrolling
             datasets.get(record.dataset_id, ""),
             PROBLEM_TYPE_LABELS.get(record.problem_type, record.problem_type),
             metric,
@@ -304,6 +322,15 @@ def _row(record, datasets: dict) -> ui.TableRow:
     )
 
 
+# Each row's kebab menu: Wave sends q.args.<command> = the row's name (the experiment id).
+ROW_MENU = (
+    ("row_new_experiment", "New experiment"),
+    ("row_rename_experiment", "Rename experiment"),
+    ("row_stop_experiment", "Stop experiment"),
+    ("row_delete_experiment", "Delete experiment"),
+)
+
+
 def experiment_rows(store) -> list[ui.TableRow]:
     datasets = {d.id: d.name for d in store.list_datasets()}
     return [_row(r, datasets) for r in reversed(store.list_experiments())]
@@ -314,6 +341,9 @@ def _experiment_table(q: Q) -> ui.Component:
     columns = [
         ui.table_column(name="name", label="Name", min_width="160px",
                         cell_type=ui.markdown_table_cell_type(target="")),
+        ui.table_column(name="actions", label="", min_width="40px",
+                        cell_type=ui.menu_table_cell_type(name="row_commands", commands=[
+                            ui.command(name=name, label=label) for name, label in ROW_MENU])),
         ui.table_column(name="dataset", label="Dataset"),
         ui.table_column(name="problem_type", label="Problem type", min_width="180px"),
         ui.table_column(name="metric", label="Metric"),
@@ -384,7 +414,10 @@ def _keep_fresh(q: Q, page_key: str, refresh) -> None:
 
 @on("stop_experiments")
 async def stop_experiments(q: Q) -> None:
-    ids = [int(i) for i in (q.args.experiments_table or [])]
+    await _stop(q, [int(i) for i in (q.args.experiments_table or [])])
+
+
+async def _stop(q: Q, ids: list[int]) -> None:
     for experiment_id in ids:
         await q.run(app_runner().stop, experiment_id)
     await experiments_page(q, layout.message(f"Stopping {len(ids)} experiment(s).", "info"))
@@ -396,6 +429,10 @@ async def delete_experiments(q: Q) -> None:
     if not ids:
         await experiments_page(q, layout.message("Select experiments first.", "warning"))
         return
+    _confirm_delete(q, ids)
+
+
+def _confirm_delete(q: Q, ids: list[int]) -> None:
     q.client.delete_experiment_ids = ids
     q.page["meta"].dialog = ui.dialog(
         title="Delete experiments",
@@ -423,6 +460,31 @@ async def delete_experiments_confirm(q: Q) -> None:
     ids = q.client.delete_experiment_ids or []
     await q.run(app_runner().delete, ids)
     await experiments_page(q, layout.message(f"Deleted {len(ids)} experiment(s).", "success"))
+
+
+@on("row_new_experiment")
+async def row_new_experiment(q: Q) -> None:
+    await _new_from(q, int(q.args.row_new_experiment))
+
+
+@on("row_rename_experiment")
+async def row_rename_experiment(q: Q) -> None:
+    experiment_id = int(q.args.row_rename_experiment)
+    if client_state(q).store.get_experiment(experiment_id) is None:
+        await experiments_page(q, layout.message(f"No experiment {experiment_id}.", "error"))
+        return
+    q.client.rename_from_list = True
+    _rename_dialog(q, experiment_id)
+
+
+@on("row_stop_experiment")
+async def row_stop_experiment(q: Q) -> None:
+    await _stop(q, [int(q.args.row_stop_experiment)])
+
+
+@on("row_delete_experiment")
+async def row_delete_experiment(q: Q) -> None:
+    _confirm_delete(q, [int(q.args.row_delete_experiment)])
 
 
 # --- one experiment ---
