@@ -12,7 +12,7 @@ import time
 import pandas as pd
 import pytest
 import torch
-from conftest import REPO, RUNNABLE, tiny_config, write_yaml
+from conftest import REPO, RUNNABLE, load_cfg, pattern_rows, tiny_config, write_yaml
 from safetensors.torch import load_file
 
 from llm_studio.experiments.folder import ExperimentFolder
@@ -276,6 +276,43 @@ def test_a_classifier_without_lora_needs_find_unused_parameters_under_ddp_only(
     else:
         assert folder.read_status().state == "failed"
         assert "find_unused_parameters=True" in folder.logs.read_text()
+
+
+@pytest.mark.parametrize(
+    "problem_type", ["text_dpo_modeling", "text_sequence_to_sequence_modeling"]
+)
+def test_dpo_and_seq2seq_train_under_fsdp_and_save_whole_checkpoints(
+    tmp_path, tiny_model_dir, problem_type
+):
+    """DPO's reference is the LoRA-less backbone inside the sharded model; seq2seq generates
+    through the encoder, outside the outermost unit's forward: both validate and save."""
+    from conftest import default_config
+
+    from llm_studio.models.backbone import auto_model_class
+
+    if problem_type == "text_dpo_modeling":
+        rows, model_dir = pd.read_csv(REPO / "examples/data/demo_dpo.csv").head(48), tiny_model_dir
+    else:
+        from llm_studio.models.tiny import build_tiny_t5
+
+        rows, model_dir = pattern_rows(48), build_tiny_t5(tmp_path / "tiny-t5")
+    rows.to_csv(tmp_path / "data.csv", index=False)
+    cfg = default_config(
+        problem_type,
+        model_dir,
+        tmp_path / "data.csv",
+        tmp_path / "out",
+        environment={**RUNNABLE["environment"], "data_parallel_engine": "fsdp"},
+        training={"batch_size": 4, "epochs": 1, "evaluation_epochs": 1.0},
+        prediction=PREDICTION,
+    )
+    result = launch(write_yaml(tmp_path / "cfg.yaml", cfg))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    folder = ExperimentFolder(tmp_path / "out")
+    assert "sharded full over 2 processes" in folder.logs.read_text()
+    assert len(pd.read_csv(folder.predictions_csv)) == 10  # every validation row (20% of 48)
+    loaded = load_cfg(cfg)
+    auto_model_class(loaded).from_pretrained(folder.checkpoint_dir)  # plain transformers
 
 
 # --- the pieces, without processes ---
