@@ -4,6 +4,10 @@ Each setting's widget follows from its declaration: a toggle for a bool, a dropd
 choices, a combobox for choices that may be typed, a spinbox or slider for a number with a range,
 a textbox otherwise. `shown_if` decides visibility; the settings it depends on re-render the form
 when changed. Values come back through `coerce`, so the form checks exactly like YAML does.
+
+With grid search on, every setting a grid can vary (`llm_studio.config.grid.grid_keys`) gets a
+second widget under its own for the values to try: a multi-select for closed choices, a textbox
+of comma-separated values for numbers.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from typing import Any
 from h2o_wave import ui
 
 from llm_studio.config.base import SECTION_NAMES, BaseConfig
+from llm_studio.config.grid import grid_keys
 from llm_studio.config.settings import coerce, field_types, spec_of
 
 SECTION_TITLES = {
@@ -29,14 +34,19 @@ SECTION_TITLES = {
 # Set by the page itself (from the dataset and the experiment name), not typed in the form.
 FIXED = {"problem_type", "experiment_name", "output_directory", "llm_backbone"}
 PREFIX = "cfg__"
+GRID_PREFIX = "grid__"
 
 
 def widget_name(key: str) -> str:
     return PREFIX + key.replace(".", "__")
 
 
-def key_of(name: str) -> str:
-    return name[len(PREFIX) :].replace("__", ".")
+def grid_widget_name(key: str) -> str:
+    return GRID_PREFIX + key.replace(".", "__")
+
+
+def key_of(name: str, prefix: str = PREFIX) -> str:
+    return name[len(prefix) :].replace("__", ".")
 
 
 def _label(key: str, spec) -> str:
@@ -118,9 +128,35 @@ def _unescape(value):
     return value.replace("\\\\", "\0").replace("\\n", "\n").replace("\0", "\\")
 
 
-def settings_items(cfg: BaseConfig) -> list[ui.Component]:
-    """Widgets of every visible setting, grouped under the guide's section titles."""
+def _grid_widget(key: str, spec, value: Any, current: str | list) -> ui.Component:
+    name, label = grid_widget_name(key), f"{_label(key, spec)}: grid values"
+    tip = "Values to try, one experiment each; empty keeps the single value above."
+    if spec.choices is not None:
+        values = current if isinstance(current, list) else [v for v in str(current).split(",") if v]
+        return ui.dropdown(
+            name=name, label=label, values=[str(v) for v in values], placeholder="Only the value above",
+            choices=[ui.choice(str(c), str(c)) for c in spec.choices], tooltip=tip,
+        )  # fmt: skip
+    text = ", ".join(str(v) for v in current) if isinstance(current, list) else str(current)
+    return ui.textbox(
+        name=name,
+        label=label,
+        value=text,
+        placeholder=f"Comma-separated, e.g. {value}, …",
+        tooltip=tip,
+    )
+
+
+def settings_items(
+    cfg: BaseConfig, grid_values: dict[str, str | list] | None = None
+) -> list[ui.Component]:
+    """Widgets of every visible setting, grouped under the guide's section titles.
+
+    `grid_values` (key -> what its grid widget holds) turns grid search on: each grid-searchable
+    setting gets a grid widget too. None keeps the plain form.
+    """
     controls = _controls(cfg)
+    griddable = set(grid_keys(cfg)) if grid_values is not None else set()
     items: list[ui.Component] = []
     for section in SECTION_NAMES:
         owner = getattr(cfg, section)
@@ -133,6 +169,10 @@ def settings_items(cfg: BaseConfig) -> list[ui.Component]:
                 continue
             trigger = key in controls
             group.append(_widget(key, getattr(owner, f.name), hints[f.name], spec, trigger))
+            if key in griddable:
+                group.append(
+                    _grid_widget(key, spec, getattr(owner, f.name), grid_values.get(key, ""))
+                )
         if group:
             items.append(ui.text_l(SECTION_TITLES[section]))
             items += group
@@ -152,3 +192,12 @@ def apply_form(cfg: BaseConfig, args: dict[str, Any]) -> None:
         f = next(f for f in dataclasses.fields(owner) if f.name == field_name)
         annotation = field_types(type(owner))[field_name]
         setattr(owner, field_name, coerce(key, _unescape(value), annotation, spec_of(f)))
+
+
+def read_grid(args: dict[str, Any]) -> dict[str, str | list]:
+    """What the shown grid widgets hold, by setting key (empty ones included)."""
+    return {
+        key_of(name, GRID_PREFIX): value
+        for name, value in args.items()
+        if name.startswith(GRID_PREFIX) and value is not None
+    }

@@ -12,6 +12,7 @@ from h2o_wave import Q, data, on, ui
 from h2o_wave.core import expando_to_dict
 
 from llm_studio.config.checks import check_config
+from llm_studio.config.grid import MAX_COMBINATIONS, check_combinations, expand_grid, parse_grid
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config, save_config
@@ -21,7 +22,7 @@ from llm_studio.models.offline_backbone import DEFAULT_BACKBONE
 from llm_studio.store import ExperimentRecord, StoreError, experiment_dir
 from llm_studio.ui import layout, secrets
 from llm_studio.ui.pages.experiment_export import export_buttons
-from llm_studio.ui.settings_form import apply_form, settings_items
+from llm_studio.ui.settings_form import apply_form, read_grid, settings_items
 from llm_studio.ui.state import app_runner, client_state
 
 BACKBONES = (
@@ -83,6 +84,7 @@ def _free_name(store, base: str) -> str:
 def _experiment_form(q: Q, note: ui.Component | None = None, warnings: list[str] | None = None):
     state = client_state(q)
     cfg = state.wizard["experiment_cfg"]
+    grid = state.wizard.get("grid")  # None: a single experiment; else key -> values to try
     datasets = state.store.list_datasets()
     items: list = [note] if note else []
     items += [
@@ -98,11 +100,21 @@ def _experiment_form(q: Q, note: ui.Component | None = None, warnings: list[str]
         ui.file_upload(name="experiment_yaml", label="Import config from YAML",
                        file_extensions=["yaml", "yml"], compact=True),
         ui.textbox(name="experiment_name", label="Experiment name", value=cfg.experiment_name),
+        ui.toggle(name="grid_search", label="Grid search", value=grid is not None, trigger=True,
+                  tooltip="Run one experiment per combination of the values entered per setting."),
+    ]  # fmt: skip
+    if grid is not None:
+        items.append(ui.text(
+            "Enter the values to try under each setting; a setting left empty keeps its single "
+            f"value. One experiment per combination (at most {MAX_COMBINATIONS}), named after "
+            "the experiment name and its values."
+        ))  # fmt: skip
+    items += [
         ui.combobox(name="llm_backbone", label="LLM backbone", value=cfg.llm_backbone,
                     choices=list(BACKBONES),
                     tooltip="Pick one, or type a Hugging Face name or a local folder."),
     ]  # fmt: skip
-    items += settings_items(cfg)
+    items += settings_items(cfg, grid)
     buttons = [ui.button(name="run_experiment", label="Run experiment", primary=True)]
     if warnings:
         items.append(layout.message("; ".join(warnings), "warning"))
@@ -118,7 +130,23 @@ def _read_form(q: Q) -> None:
         cfg.experiment_name = q.args.experiment_name
     if q.args.llm_backbone:
         cfg.llm_backbone = q.args.llm_backbone
-    apply_form(cfg, expando_to_dict(q.args))
+    args = expando_to_dict(q.args)
+    if state.wizard.get("grid") is not None:  # first: a bad setting must not lose typed values
+        state.wizard["grid"] = read_grid(args)
+    apply_form(cfg, args)
+
+
+@on("grid_search")
+async def grid_search_toggled(q: Q) -> None:
+    """Grid search on shows a values widget under each setting a grid can vary; off hides them."""
+    state = client_state(q)
+    try:
+        _read_form(q)
+    except ConfigError as exc:
+        _experiment_form(q, layout.message(str(exc), "error"))
+        return
+    state.wizard["grid"] = (state.wizard.get("grid") or {}) if q.args.grid_search else None
+    _experiment_form(q)
 
 
 @on("cfg__{key}")
@@ -243,6 +271,9 @@ async def run_anyway(q: Q) -> None:
 
 async def _run(q: Q, proceed_on_warnings: bool) -> None:
     state = client_state(q)
+    if state.wizard.get("grid") is not None:
+        await _run_grid(q, proceed_on_warnings)
+        return
     cfg = state.wizard["experiment_cfg"]
     try:
         _read_form(q)
@@ -259,6 +290,48 @@ async def _run(q: Q, proceed_on_warnings: bool) -> None:
     if result.warnings and not proceed_on_warnings:
         _experiment_form(q, warnings=result.warnings)
         return
+    await _submit(q, cfg, folder)
+    q.args["#"] = "experiments"
+    await experiments_page(q)
+
+
+async def _run_grid(q: Q, proceed_on_warnings: bool) -> None:
+    """Check every combination like a single run, then submit them all: the runner queues them."""
+    state = client_state(q)
+    cfg = state.wizard["experiment_cfg"]
+    try:
+        _read_form(q)
+        experiment_dir(cfg.experiment_name)  # the base name must be a valid name already
+        configs = expand_grid(cfg, parse_grid(cfg, state.wizard["grid"]))
+        folders = []
+        for one in configs:
+            folder = experiment_dir(one.experiment_name)
+            if state.store.get_experiment_by_name(one.experiment_name) or folder.exists():
+                raise ConfigError(f"experiment_name: {one.experiment_name!r} is taken")
+            one.output_directory = str(folder)
+            folders.append(folder)
+        combined = check_combinations(configs, gpu_count=app_runner().gpu_count)
+        if combined.errors:
+            raise ConfigError("; ".join(combined.errors))
+    except (ConfigError, StoreError) as exc:
+        _experiment_form(q, layout.message(str(exc), "error"))
+        return
+    if combined.warnings and not proceed_on_warnings:
+        _experiment_form(q, warnings=combined.warnings)
+        return
+    for one, folder in zip(configs, folders):
+        await _submit(q, one, folder)
+    q.args["#"] = "experiments"
+    count = len(configs)
+    note = f"Started a grid search of {count} experiment{'s' if count != 1 else ''}."
+    # The nav's move to #experiments makes the browser send that hash right after: keep the note.
+    q.client.experiments_note = (note, time.monotonic())
+    await experiments_page(q, layout.message(note, "success"))
+
+
+async def _submit(q: Q, cfg, folder: Path) -> None:
+    """Save the config into its folder, add the experiment to the store and hand it to the runner."""
+    state = client_state(q)
     save_config(cfg, folder / "cfg.yaml")
     record = state.store.add_experiment(
         ExperimentRecord(
@@ -275,8 +348,6 @@ async def _run(q: Q, proceed_on_warnings: bool) -> None:
     if base:
         env["OPENAI_API_BASE"] = base
     await q.run(app_runner().submit, record, list(cfg.environment.gpus), env)
-    q.args["#"] = "experiments"
-    await experiments_page(q)
 
 
 # --- View experiments ---
@@ -361,6 +432,10 @@ def _experiment_table(q: Q) -> ui.Component:
 
 @on("#experiments")
 async def experiments_route(q: Q) -> None:
+    pending, q.client.experiments_note = q.client.experiments_note, None
+    if pending and time.monotonic() - pending[1] < 10:
+        await experiments_page(q, layout.message(pending[0], "success"))
+        return
     await experiments_page(q)
 
 
