@@ -127,6 +127,8 @@ COVERAGE = {
     + "test_fsdp_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_process",
     "environment.fsdp_sharding": DIST
     + "test_fsdp_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_process",
+    "environment.deepspeed_zero_stage": DIST
+    + "test_deepspeed_zero3_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_process",
     "environment.use_fsdp": DIST
     + "test_fsdp_with_lora_trains_the_weights_of_ddp_and_saves_one_whole_checkpoint",
     "environment.trust_remote_code": M + "test_trust_remote_code_allows_the_backbones_own_code",

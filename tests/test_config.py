@@ -12,7 +12,7 @@ from llm_studio.config.checks import check_config
 from llm_studio.config.problem_types import CausalLMConfig
 from llm_studio.config.settings import ConfigError, coerce, spec_of
 from llm_studio.config.yaml_io import iter_settings, load_config, save_config
-from tests.conftest import GUIDE_YAML, write_yaml
+from tests.conftest import GUIDE_YAML, REPO, write_yaml
 
 
 def guide_data() -> dict:
@@ -429,3 +429,101 @@ def test_fsdp_on_one_gpu_is_a_warning_and_an_unknown_engine_names_the_choices(tm
     (tmp_path / "bad.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(ConfigError, match="environment.data_parallel_engine.*ddp.*fsdp"):
         load_config(str(tmp_path / "bad.yaml"))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            {"architecture.backbone_dtype": "int8"},
+            "architecture.backbone_dtype: int8 (bitsandbytes) weights cannot be sharded by "
+            "DeepSpeed ZeRO",
+        ),
+        (
+            {"environment.compile_model": True},
+            "environment.compile_model: not available with DeepSpeed ZeRO",
+        ),
+        (
+            {"environment.use_fsdp": True},
+            "environment.use_fsdp: true asks for fsdp, but data_parallel_engine is deepspeed",
+        ),
+    ],
+)
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_refuses_quantized_backbones_compile_model_and_use_fsdp(change, message, stage):
+    from llm_studio.config.sections import data_parallel_engine
+
+    cfg, _ = load_config(GUIDE_YAML)
+    cfg.environment.gpus = []
+    cfg.architecture.backbone_dtype = "bfloat16"  # the guide's int4 is one of the refusals
+    cfg.environment.data_parallel_engine = "deepspeed"
+    cfg.environment.deepspeed_zero_stage = stage
+    assert data_parallel_engine(cfg.environment) == "deepspeed"
+    assert check_config(cfg, gpu_count=0).errors == []
+    for key, value in change.items():
+        section, name = key.split(".")
+        setattr(getattr(cfg, section), name, value)
+    errors = check_config(cfg, gpu_count=0).errors
+    assert len(errors) == 1 and errors[0].startswith(message), errors
+
+
+def test_deepspeed_without_the_package_is_refused_with_how_to_install_it(monkeypatch):
+    """Checked with find_spec: the UI process checks configs without importing deepspeed."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "deepspeed" else real(name)
+    )
+    cfg, _ = load_config(GUIDE_YAML)
+    cfg.architecture.backbone_dtype = "float32"
+    cfg.environment.data_parallel_engine = "deepspeed"
+    cfg.environment.gpus = ["0", "1"]
+    errors = check_config(cfg, gpu_count=2).errors
+    assert errors == [
+        "environment.data_parallel_engine: deepspeed needs the deepspeed package, which is not "
+        "installed; install it with `make setup` (or `DS_BUILD_OPS=0 .venv/bin/pip install "
+        "deepspeed==<the version requirements.txt pins>`), or use fsdp"
+    ]
+    cfg.environment.data_parallel_engine = "ddp"
+    assert check_config(cfg, gpu_count=2).errors == [], "only deepspeed needs it"
+
+
+def test_checking_a_deepspeed_config_imports_neither_torch_nor_deepspeed():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from llm_studio.config.checks import check_config\n"
+        "from llm_studio.config.yaml_io import load_config\n"
+        f"cfg, _ = load_config({str(GUIDE_YAML)!r})\n"
+        "cfg.environment.data_parallel_engine = 'deepspeed'\n"
+        "check_config(cfg, gpu_count=0)\n"
+        "print(sorted(m for m in ('torch', 'deepspeed') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def test_deepspeed_zero_stage_is_2_or_3_and_one_gpu_is_a_warning(tmp_path):
+    cfg, _ = load_config(GUIDE_YAML)
+    assert cfg.environment.deepspeed_zero_stage == 3
+    cfg.architecture.backbone_dtype = "float32"
+    cfg.environment.data_parallel_engine = "deepspeed"
+    cfg.environment.gpus = ["0"]
+    result = check_config(cfg, gpu_count=1)
+    assert result.errors == []
+    assert result.warnings == [
+        "environment.data_parallel_engine: deepspeed on one GPU shards nothing; it runs as ddp"
+    ]
+    raw = yaml.safe_load(GUIDE_YAML.read_text())
+    raw["environment"].update(data_parallel_engine="deepspeed", deepspeed_zero_stage=2)
+    (tmp_path / "two.yaml").write_text(yaml.safe_dump(raw))
+    assert load_config(str(tmp_path / "two.yaml"))[0].environment.deepspeed_zero_stage == 2
+    raw["environment"]["deepspeed_zero_stage"] = 1
+    (tmp_path / "one.yaml").write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match=r"environment.deepspeed_zero_stage.*\[2, 3\]"):
+        load_config(str(tmp_path / "one.yaml"))

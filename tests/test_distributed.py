@@ -26,7 +26,9 @@ TRAINING = {"epochs": 1, "evaluation_epochs": 1.0, "learning_rate": 0.01, "lora_
 PREDICTION = {"max_length_inference": 4, "batch_size_inference": 4}
 
 
-def launch(cfg_path, *extra, fault: str | None = None, rank: int | None = None):
+def launch(
+    cfg_path, *extra, fault: str | None = None, rank: int | None = None, timeout: float = 110
+):
     """`bash distributed_train.sh 2 -Y cfg.yaml ...`, with a fault injected if asked."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_STUDIO_FAULT")}
     env.update(PYTHON=sys.executable, LLM_STUDIO_DIST_TIMEOUT_S="60")
@@ -35,7 +37,9 @@ def launch(cfg_path, *extra, fault: str | None = None, rank: int | None = None):
     if rank is not None:
         env["LLM_STUDIO_FAULT_RANK"] = str(rank)
     command = ["bash", str(REPO / "distributed_train.sh"), "2", "-Y", str(cfg_path), *extra]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=110)
+    return subprocess.run(
+        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def train_in_process(cfg_path) -> None:
@@ -240,15 +244,98 @@ def test_fsdp_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_proces
     assert changed > len(backbone) // 2, "full fine-tuning trains (nearly) every weight"
 
 
+# --- DeepSpeed ZeRO: our optimizer and scheduler, stepped by its engine ---
+# The first DeepSpeed run on the CPU compiles its shared-memory op (about a minute on 2 cores;
+# cached inside the environment after), so its launches may take longer.
+DEEPSPEED_TIMEOUT = 300
+
+
+def test_deepspeed_zero2_with_lora_stops_resumes_and_trains_the_adapter_of_ddp(make_run, ddp_run):
+    """ZeRO-2: optimizer state and gradients partitioned, whole weights on every rank. Stopped
+    after step 4 and resumed, it ends with the adapter, merged checkpoint, losses, learning
+    rates and validation rows of the uninterrupted DDP run."""
+    import deepspeed  # noqa: F401  (installed by make setup: a missing one fails here)
+
+    environment = {"data_parallel_engine": "deepspeed", "deepspeed_zero_stage": 2}
+    cfg, zero = make_run("zero2_lora", batch_size=4, environment=environment)
+    stopped = launch(cfg, fault="SIGTERM:4", rank=0, timeout=DEEPSPEED_TIMEOUT)
+    assert zero.read_status().state == "stopped", stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    resumed = launch(zero.cfg_yaml, "--resume", timeout=DEEPSPEED_TIMEOUT)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+
+    log = zero.logs.read_text()
+    assert "DeepSpeed ZeRO stage 2 over 2 processes (AdamW optimizer)" in log
+    assert "Resuming at step 4 of 9" in log
+    expected, actual = adapter(ddp_run), adapter(zero)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-3, atol=5e-4)
+    assert [v for _, v in train_losses(zero)] == pytest.approx(
+        [v for _, v in train_losses(ddp_run)], rel=1e-4
+    )
+    charts = zero.read_charts()[0]
+    lrs = [(p.step, p.value) for p in charts if p.name == "train/lr"]
+    assert lrs == [(p.step, p.value) for p in ddp_run.read_charts()[0] if p.name == "train/lr"]
+    whole, reference = checkpoint_weights(zero), checkpoint_weights(ddp_run)
+    for name in reference:
+        torch.testing.assert_close(whole[name], reference[name], rtol=1e-3, atol=5e-4)
+    rows = pd.read_csv(zero.predictions_csv, keep_default_na=False)
+    ddp_rows = pd.read_csv(ddp_run.predictions_csv, keep_default_na=False)
+    assert rows["predicted_text"].tolist() == ddp_rows["predicted_text"].tolist()
+
+
+def test_deepspeed_zero3_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_process(
+    make_run, tiny_model_dir
+):
+    """ZeRO-3 partitions the weights too: validation in lockstep (5 batches over 2 ranks),
+    generation with synced_gpus, weights gathered to one checkpoint that plain transformers
+    loads; stopped after step 4 and resumed from DeepSpeed's checkpoint in resume/, it ends
+    with the weights of a single process with the same global batch."""
+    import deepspeed  # noqa: F401  (installed by make setup: a missing one fails here)
+
+    full = {"lora": False, "learning_rate": 1e-3}
+    cfg, single = make_run("zero3_single", batch_size=8, **full)
+    train_in_process(cfg)
+    environment = {"data_parallel_engine": "deepspeed", "deepspeed_zero_stage": 3}
+    cfg, zero = make_run("zero3_full", batch_size=4, environment=environment, **full)
+
+    stopped = launch(cfg, fault="SIGTERM:4", rank=0, timeout=DEEPSPEED_TIMEOUT)
+    assert stopped.returncode != 0
+    assert zero.read_status().state == "stopped", stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    assert (zero.resume_dir / "deepspeed" / "zero").is_dir()
+    assert not list(zero.path.glob(".resume*")), "DeepSpeed's partitions moved into resume/"
+    resumed = launch(zero.cfg_yaml, "--resume", timeout=DEEPSPEED_TIMEOUT)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    log = zero.logs.read_text()
+    assert "DeepSpeed ZeRO stage 3 over 2 processes" in log and "Resuming at step 4 of 9" in log
+
+    whole, reference = checkpoint_weights(zero), checkpoint_weights(single)
+    assert whole.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(whole[name], reference[name], rtol=1e-3, atol=5e-4)
+    assert [v for _, v in train_losses(zero)] == pytest.approx(
+        [v for _, v in train_losses(single)], rel=1e-4
+    )
+    from transformers import AutoModelForCausalLM
+
+    backbone = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    changed = sum(not torch.equal(whole[n], w) for n, w in backbone.items() if n in whole)
+    assert changed > len(backbone) // 2, "full fine-tuning trains (nearly) every weight"
+    rows = pd.read_csv(zero.predictions_csv, keep_default_na=False)
+    single_rows = pd.read_csv(single.predictions_csv, keep_default_na=False)
+    assert rows["prompt"].tolist() == single_rows["prompt"].tolist()
+
+
 @pytest.mark.parametrize(
     "engine, find_unused, finishes",
-    [("ddp", False, False), ("ddp", True, True), ("fsdp", False, True)],
+    [("ddp", False, False), ("ddp", True, True), ("fsdp", False, True), ("deepspeed", False, True)],
 )
 def test_a_classifier_without_lora_needs_find_unused_parameters_under_ddp_only(
     tmp_path, tiny_model_dir, engine, find_unused, finishes
 ):
     """Its head replaces the LM head, which then gets no gradient: DDP stops at the second
-    step and asks for find_unused_parameters; FSDP reduces whatever gradients there are."""
+    step and asks for find_unused_parameters; FSDP and DeepSpeed (ZeRO-3, its default stage)
+    reduce whatever gradients there are."""
     from conftest import default_config, pattern_rows
 
     df = pattern_rows()
@@ -267,7 +354,10 @@ def test_a_classifier_without_lora_needs_find_unused_parameters_under_ddp_only(
         environment=environment,
         training={"lora": False, "batch_size": 4, "epochs": 1},
     )
-    result = launch(write_yaml(tmp_path / "cfg.yaml", cfg))
+    if engine == "deepspeed":
+        import deepspeed  # noqa: F401
+    timeout = DEEPSPEED_TIMEOUT if engine == "deepspeed" else 110
+    result = launch(write_yaml(tmp_path / "cfg.yaml", cfg), timeout=timeout)
     folder = ExperimentFolder(tmp_path / "out")
     if finishes:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -313,6 +403,26 @@ def test_dpo_and_seq2seq_train_under_fsdp_and_save_whole_checkpoints(
     assert len(pd.read_csv(folder.predictions_csv)) == 10  # every validation row (20% of 48)
     loaded = load_cfg(cfg)
     auto_model_class(loaded).from_pretrained(folder.checkpoint_dir)  # plain transformers
+
+
+@pytest.mark.parametrize("engine", ["ddp", "fsdp", "deepspeed"])
+def test_gradient_accumulation_under_each_engine_trains_the_adapter_of_one_process(
+    make_run, engine
+):
+    """grad_accumulation 2: the first batch of each pair only accumulates (DDP no_sync, FSDP
+    without reduce-scatter, DeepSpeed before its accumulation boundary); the update after the
+    second is the one process's with the same global batch."""
+    single_cfg, single = make_run("accumulate_single", batch_size=4, grad_accumulation=2)
+    if not single.checkpoint_dir.exists():  # one reference for the three engines
+        train_in_process(single_cfg)
+    environment = {"data_parallel_engine": engine, "deepspeed_zero_stage": 2}
+    cfg, run = make_run(f"accumulate_{engine}", batch_size=2, environment=environment,
+                        grad_accumulation=2)  # fmt: skip
+    result = launch(cfg, timeout=DEEPSPEED_TIMEOUT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    expected, actual = adapter(single), adapter(run)
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-3, atol=5e-4)
 
 
 # --- the pieces, without processes ---

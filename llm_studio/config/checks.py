@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass, field
 
 from llm_studio.config.problem_types import BaseConfig
@@ -60,14 +61,24 @@ def _check_engine(cfg: BaseConfig, err, warn) -> None:
             f"environment.use_fsdp: true asks for fsdp, but data_parallel_engine is "
             f"{env.data_parallel_engine}; set one of them"
         )
-    if engine != "fsdp":
         return
+    if engine == "ddp":
+        return
+    if engine == "deepspeed" and importlib.util.find_spec("deepspeed") is None:
+        err(
+            "environment.data_parallel_engine: deepspeed needs the deepspeed package, which is "
+            "not installed; install it with `make setup` (or `DS_BUILD_OPS=0 .venv/bin/pip "
+            "install deepspeed==<the version requirements.txt pins>`), or use fsdp"
+        )
+    name = "FSDP" if engine == "fsdp" else "DeepSpeed ZeRO"
     if arch.backbone_dtype in ("int4", "int8"):
         err(
             f"architecture.backbone_dtype: {arch.backbone_dtype} (bitsandbytes) weights cannot "
-            "be sharded by FSDP; use bfloat16, float16 or float32, or data_parallel_engine: ddp"
+            f"be sharded by {name}; use bfloat16, float16 or float32, or data_parallel_engine: ddp"
         )
     if env.compile_model:
-        err("environment.compile_model: not available with FSDP; turn one of them off")
+        err(f"environment.compile_model: not available with {name}; turn one of them off")
     if len(env.gpus) == 1:
-        warn("environment.data_parallel_engine: fsdp on one GPU shards nothing; it runs as ddp")
+        warn(
+            f"environment.data_parallel_engine: {engine} on one GPU shards nothing; it runs as ddp"
+        )

@@ -267,7 +267,7 @@ class PredictionSection:
     num_history: int = setting(4, range=(0, 64), tip="Chat: how many earlier turns the model sees.")
 
 
-DATA_PARALLEL_ENGINES = ("ddp", "fsdp")
+DATA_PARALLEL_ENGINES = ("ddp", "fsdp", "deepspeed")
 
 
 def data_parallel_engine(environment) -> str:
@@ -290,7 +290,8 @@ class EnvironmentSection:
         choices=DATA_PARALLEL_ENGINES,
         tip="How several processes share the work: ddp copies the whole model to every GPU; "
         "fsdp (torch FSDP2) shards weights, gradients and optimizer state across them, for "
-        "models too large for one GPU.",
+        "models too large for one GPU; deepspeed (ZeRO, when the package is installed) shards "
+        "optimizer state and gradients (stage 2) or the weights too (stage 3).",
     )
     fsdp_sharding: str = setting(
         "full",
@@ -298,6 +299,13 @@ class EnvironmentSection:
         shown_if={"data_parallel_engine": "fsdp"},
         tip="full shards over every process; hybrid shards within a node and replicates "
         "across nodes (less traffic between nodes).",
+    )
+    deepspeed_zero_stage: int = setting(
+        3,
+        choices=(2, 3),
+        shown_if={"data_parallel_engine": "deepspeed"},
+        tip="ZeRO stage: 2 shards optimizer state and gradients (every GPU keeps the whole "
+        "weights); 3 shards the weights too, for models too large for one GPU.",
     )
     use_fsdp: bool = setting(
         False,

@@ -55,11 +55,13 @@ def generating(model: torch.nn.Module):
     gathers its weights in every forward, a collective that all ranks must join: `generate`
     keeps each rank stepping until every rank is done (synced_gpus), and the outermost
     weights (embeddings, head) are gathered here, because `generate` calls the inner model and
-    bypasses the outermost module's gathering hook."""
+    bypasses the outermost module's gathering hook. DeepSpeed ZeRO-3 (its parameters carry a
+    `ds_id`) gathers each module's weights in hooks on every module, so synced_gpus suffices."""
     from torch.distributed.fsdp import FSDPModule
 
     if not isinstance(model, FSDPModule):
-        yield False
+        first = next(model.parameters(), None)
+        yield first is not None and hasattr(first, "ds_id")
         return
     model.unshard()
     try:

@@ -24,6 +24,14 @@ ranks run validation batches in lockstep (`map_batches` pads the shorter shares)
 with synced_gpus. Saving gathers the full weights to rank 0 (`consolidated`), into a copy of the
 model that lives on the meta device between saves, so checkpoints are the same HF folders.
 
+With `data_parallel_engine: deepspeed` a DeepSpeed ZeRO engine (stage 2 or 3) runs the training
+steps: `wrap` returns it, and the loop's backward and optimizer step go through it (`backward`,
+`zero_engine`); our optimizer and scheduler stay the ones the loop built, so the learning rate is
+ours. Stage 2 shards the optimizer state and gradients and keeps whole weights on every rank
+(validation and saving as in DDP); stage 3 shards the weights too, which then behaves like FSDP:
+lockstep validation, synced generation, weights gathered to rank 0 for saving. The resume state
+holds DeepSpeed's own checkpoint of the ZeRO partitions.
+
 In a single process (no torchrun, or one process per node and one node) every helper here
 does nothing, and the loop runs exactly as without DDP. docs/distributed.md has the rest.
 """
@@ -35,6 +43,8 @@ import copy
 import logging
 import os
 import pickle
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -68,8 +78,10 @@ class _DDP(DistributedDataParallel):
             return getattr(self.module, name)
 
 
-# True while this process trains a model sharded by FSDP: every forward is a collective then.
+# True while this process trains a model whose weights are sharded (FSDP, ZeRO-3): every
+# forward is a collective then.
 _sharded = False
+ZERO_TAG = "zero"  # the tag of DeepSpeed's checkpoint inside the resume state
 
 
 @dataclass
@@ -78,13 +90,30 @@ class Distributed:
     local_rank: int = 0
     world_size: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    engine: str = "ddp"  # or "fsdp": see `wrap`
-    # FSDP: rank 0's copy of the model on the meta device (no memory), filled to save.
+    engine: str = "ddp"  # or "fsdp" or "deepspeed": see `wrap`
+    # FSDP, ZeRO-3: rank 0's copy of the model on the meta device (no memory), filled to save.
     _skeleton: torch.nn.Module | None = None
+    # DeepSpeed: the engine that runs backward and the optimizer step, and its ZeRO stage.
+    zero_engine: object | None = None
+    zero_stage: int = 0
 
     @property
     def sharded(self) -> bool:
+        """FSDP shards this process's model."""
         return self.active and self.engine == "fsdp"
+
+    @property
+    def state_engine(self) -> str:
+        """The engine as the resume state records it (its optimizer state loads only into the
+        same): empty for one process, the ZeRO stage with deepspeed."""
+        if not self.active:
+            return ""
+        return f"deepspeed-zero{self.zero_stage}" if self.engine == "deepspeed" else self.engine
+
+    @property
+    def zero3(self) -> bool:
+        """DeepSpeed ZeRO-3 partitions this process's weights."""
+        return self.zero_engine is not None and self.zero_stage == 3
 
     @classmethod
     def from_env(cls) -> Distributed:
@@ -135,20 +164,76 @@ class Distributed:
             dist.destroy_process_group()
 
     # --- model and batches ---
-    def wrap(self, model: torch.nn.Module, environment) -> torch.nn.Module:
-        """The model the training steps run. DDP: a wrapper whose backward all-reduces the
-        gradients; validation and saving use the model itself. FSDP: the model itself,
-        sharded in place."""
+    def wrap(self, model: torch.nn.Module, cfg, build_optimizer) -> tuple[torch.nn.Module, object]:
+        """The model the training steps run, and the optimizer the loop's scheduler drives
+        (`build_optimizer(model, cfg.training)`, built when the engine needs it). DDP: a wrapper
+        whose backward all-reduces the gradients; validation and saving use the model itself.
+        FSDP: the model itself, sharded in place (the optimizer is built on the shards).
+        DeepSpeed: its engine around the model and the optimizer."""
         if not self.active:
-            return model
+            return model, build_optimizer(model, cfg.training)
+        environment = cfg.environment
         if self.engine == "fsdp":
-            return self._shard(model, environment.fsdp_sharding)
-        return _DDP(
+            model = self._shard(model, environment.fsdp_sharding)
+            return model, build_optimizer(model, cfg.training)
+        if self.engine == "deepspeed":
+            return self._zero(model, cfg, build_optimizer(model, cfg.training))
+        trained = _DDP(
             model,
             device_ids=[self.device.index] if self.device.type == "cuda" else None,
             find_unused_parameters=environment.find_unused_parameters,
             forward_sync_buffers=False,  # equal at the start and no batch norm: none to sync
         )
+        return trained, build_optimizer(model, cfg.training)
+
+    def _zero(self, model: torch.nn.Module, cfg, optimizer) -> tuple[torch.nn.Module, object]:
+        """DeepSpeed ZeRO around our model and optimizer. It steps the optimizer we built, so
+        the loop's scheduler (which sets that optimizer's learning rates) stays in charge."""
+        global _sharded
+        if self.device.type == "cpu":
+            # Before the first import: DeepSpeed picks its accelerator once, and would take a
+            # GPU that happens to exist for a run the config keeps on the CPU.
+            os.environ.setdefault("DS_ACCELERATOR", "cpu")
+            # Its CPU backend compiles a small C++ op (shared-memory all-reduce) on first use,
+            # a minute on few cores; cached next to the environment's torch it is built once.
+            os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(_extensions_dir()))
+        import deepspeed
+
+        tr = cfg.training
+        self.zero_stage = cfg.environment.deepspeed_zero_stage
+        if self.zero_stage == 3 and self.is_main:
+            self._skeleton = _meta_copy(model)
+        dtype = next(p.dtype for p in model.parameters() if p.requires_grad)
+        config = {
+            "train_micro_batch_size_per_gpu": tr.batch_size,
+            "gradient_accumulation_steps": tr.grad_accumulation,
+            "gradient_clipping": tr.gradient_clip,  # 0: off, as in the loop
+            "zero_optimization": {"stage": self.zero_stage},
+            # ZeRO steps any torch optimizer on its flat partitions; it only vouches for Adam(W).
+            "zero_allow_untested_optimizer": True,
+            # Half-precision weights get fp32 master weights in the optimizer's partitions.
+            "bf16": {"enabled": dtype == torch.bfloat16},
+            "fp16": {"enabled": dtype == torch.float16},
+            "steps_per_print": 2**31 - 1,
+            "wall_clock_breakdown": False,
+        }
+        deepspeed.init_distributed(dist_backend=dist.get_backend())  # joins our process group
+        engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
+        self.zero_engine = engine
+        _sharded = self.zero_stage == 3
+        log.info(
+            "DeepSpeed ZeRO stage %d over %d processes (%s optimizer)",
+            *(self.zero_stage, self.world_size, type(optimizer).__name__),
+        )
+        return engine, optimizer
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """`loss.backward()`; under DeepSpeed its engine's (it reduces the gradients into its
+        partitions). `loss` is already divided by grad_accumulation."""
+        if self.zero_engine is not None:
+            self.zero_engine.backward(loss, scale_wrt_gas=False)
+        else:
+            loss.backward()
 
     def _shard(self, model: torch.nn.Module, sharding: str) -> torch.nn.Module:
         """FSDP2: one unit per decoder layer (the classes transformers marks as not to be
@@ -158,12 +243,7 @@ class Distributed:
         from torch.distributed.fsdp import fully_shard
 
         if self.is_main:
-            # Parameters become meta tensors in the copy: the structure without the memory.
-            memo = {
-                id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
-                for p in model.parameters()
-            }
-            self._skeleton = copy.deepcopy(model, memo)
+            self._skeleton = _meta_copy(model)
         if sharding == "hybrid":  # shard within a node, replicate across nodes
             per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
             shape, names = (self.world_size // per_node, per_node), ("replicate", "shard")
@@ -192,20 +272,27 @@ class Distributed:
 
     @contextlib.contextmanager
     def consolidated(self, model: torch.nn.Module):
-        """The whole model on rank 0 to save (None on the other ranks). FSDP: every rank sends
-        its shards (all must call this); rank 0 fills its meta copy and empties it after."""
-        if not self.sharded:
+        """The whole model on rank 0 to save (None on the other ranks). FSDP and ZeRO-3: every
+        rank sends its shards (all must call this); rank 0 fills its meta copy and empties it
+        after."""
+        if not (self.sharded or self.zero3):
             yield model if self.is_main else None
             return
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+        if self.zero3:
+            weights = self._gathered(model, trainable_only=False)
+        else:
+            from torch.distributed.checkpoint.state_dict import (
+                StateDictOptions,
+                get_model_state_dict,
+            )
 
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        weights = get_model_state_dict(model, options=options)
+            options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+            weights = get_model_state_dict(model, options=options)
         if not self.is_main:
             yield None
             return
         whole = self._skeleton
-        whole.load_state_dict(weights, assign=True)
+        whole.load_state_dict(weights, assign=True, strict=not self.zero3)
         from transformers import PreTrainedModel
 
         for module in whole.modules():  # assign=True unties tied embeddings; tie them again
@@ -215,20 +302,49 @@ class Distributed:
         try:
             yield whole
         finally:
-            whole.to("meta")
+            if self.zero3:  # the weights only: the buffers are not sent again
+                _params_to_meta(whole)
+            else:
+                whole.to("meta")
 
-    def training_state(self, model: torch.nn.Module, optimizer) -> tuple[dict, dict] | None:
+    def _gathered(self, model: torch.nn.Module, trainable_only: bool) -> dict | None:
+        """ZeRO-3: the model's (trainable) parameters whole, on rank 0's CPU (None on the
+        others); one parameter at a time is gathered on every rank."""
+        import deepspeed
+
+        weights = {}
+        for name, param in model.named_parameters():
+            if trainable_only and not param.requires_grad:
+                continue
+            with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+                if self.is_main:
+                    weights[name] = param.detach().to("cpu", copy=True).contiguous()
+        return weights if self.is_main else None
+
+    def training_state(
+        self, model: torch.nn.Module, optimizer, near: Path
+    ) -> tuple[dict, dict | Path] | None:
         """The trainable weights and the optimizer state to save for resuming, whole, on rank
-        0 (None on the others). FSDP gathers both from the shards (all ranks must call it)."""
+        0 (None on the others). FSDP gathers both from the shards (all ranks must call it).
+        DeepSpeed: every rank writes its ZeRO partitions with the engine's save_checkpoint into
+        a fresh folder next to `near` (the resume folder), whose path stands for the optimizer
+        state; `save_training_state` moves it into place with the rest."""
+        if self.zero_engine is not None:
+            fresh = self.is_main and tempfile.mkdtemp(dir=near.parent, prefix=f".{near.name}.zero.")
+            staging = Path(self.from_main(fresh))
+            self.zero_engine.save_checkpoint(
+                str(staging), tag=ZERO_TAG, save_latest=False, exclude_frozen_parameters=True
+            )
+            dist.barrier()  # every rank's partition is written
+            if self.zero3:
+                weights = self._gathered(model, trainable_only=True)
+            else:
+                weights = _trainable(model) if self.is_main else None
+            return (weights, staging) if self.is_main else None
         if not self.sharded:
             if not self.is_main:
                 return None
-            weights = {
-                n: p.detach().contiguous().cpu()
-                for n, p in model.named_parameters()
-                if p.requires_grad
-            }
-            return weights, optimizer.state_dict()
+            return _trainable(model), optimizer.state_dict()
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_model_state_dict,
@@ -244,7 +360,19 @@ class Distributed:
         return {n: w.contiguous() for n, w in weights.items() if n in trainable}, optimizer_state
 
     def load_training_state(self, model: torch.nn.Module, optimizer, weights: dict, state) -> None:
-        """Put saved whole weights and optimizer state back, into this rank's shards."""
+        """Put saved whole weights and optimizer state back, into this rank's shards.
+        DeepSpeed: `state` is the folder of its checkpoint, which holds both."""
+        if self.zero_engine is not None:
+            path, _ = self.zero_engine.load_checkpoint(
+                str(state),
+                tag=ZERO_TAG,
+                load_module_strict=False,  # the frozen weights are not in it
+                load_optimizer_states=True,
+                load_lr_scheduler_states=False,  # the loop's scheduler is restored by the loop
+            )
+            if path is None:
+                raise ConfigError(f"--resume: DeepSpeed could not load its state from {state}")
+            return
         if not self.sharded:
             params = dict(model.named_parameters())
             with torch.no_grad():
@@ -265,7 +393,10 @@ class Distributed:
     def gradient_sync(self, model: torch.nn.Module, sync: bool):
         """A context for forward and backward: the batches that only accumulate gradients skip
         the all-reduce (DDP's no_sync) or reduce-scatter (FSDP); the one before the optimizer
-        step syncs."""
+        step syncs. DeepSpeed is told whether the batch ends the accumulation."""
+        if self.zero_engine is not None:
+            self.zero_engine.set_gradient_accumulation_boundary(sync)
+            return contextlib.nullcontext()
         if self.sharded:
             model.set_requires_gradient_sync(sync)
             return contextlib.nullcontext()
@@ -336,6 +467,38 @@ class Distributed:
         if self.is_main:
             cache.unlink(missing_ok=True)
         return data
+
+
+def _meta_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of `model` whose parameters are meta tensors: the structure without the memory."""
+    memo = {
+        id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), p.requires_grad)
+        for p in model.parameters()
+    }
+    return copy.deepcopy(model, memo)
+
+
+def _params_to_meta(model: torch.nn.Module) -> None:
+    """Free the weights of a filled meta copy again (its buffers stay)."""
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            meta = torch.nn.Parameter(torch.empty_like(param, device="meta"), param.requires_grad)
+            module.register_parameter(name, meta)
+
+
+def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad
+    }
+
+
+def _extensions_dir() -> Path:
+    """Where torch builds DeepSpeed's C++ ops: inside this Python environment (the ops are
+    built against its torch), or torch's default when the environment is not writable."""
+    inside = Path(sys.prefix) / "torch_extensions"
+    if os.access(sys.prefix, os.W_OK):
+        return inside
+    return Path.home() / ".cache" / "torch_extensions"
 
 
 def map_batches(fn: Callable[[list], list], items: list, batch_size: int) -> list | None:

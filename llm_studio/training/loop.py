@@ -2,7 +2,8 @@
 validation -> checkpoint. Everything a watcher needs is written to the experiment folder.
 
 Started by torchrun (distributed_train.sh), each process runs this same recipe as one rank of
-DDP; `ddp` (llm_studio/training/distributed.py) does what differs, and only rank 0 writes."""
+DDP, FSDP or DeepSpeed; `ddp` (llm_studio/training/distributed.py) does what differs, and only
+rank 0 writes."""
 
 from __future__ import annotations
 
@@ -149,14 +150,14 @@ def _run(
     log.info("Parameters: %d trainable of %d (%.2f%%)", trainable, total, 100 * trainable / total)
     train_samples = task.training_dataset(data.train, cfg.environment.seed)
     train_loader = build_train_loader(train_samples, cfg, task.collate, ddp.world_size)
-    trained = ddp.wrap(model, cfg.environment)  # DDP wraps; FSDP shards `model` in place
+    # DDP wraps; FSDP shards `model` in place; DeepSpeed's engine takes model and optimizer.
+    trained, optimizer = ddp.wrap(model, cfg, build_optimizer)
 
     # --- schedule in (global) batches ("steps"); the optimizer steps every grad_accumulation ---
     tr = cfg.training
     batches_per_epoch = len(train_loader)
     total_steps = tr.epochs * batches_per_epoch
     accumulation = tr.grad_accumulation
-    optimizer = build_optimizer(model, tr)
     scheduler = build_scheduler(
         optimizer,
         tr.schedule,
@@ -169,7 +170,7 @@ def _run(
     generators = {"token_mask": mask_gen}
 
     position = TrainingPosition(
-        next_eval=eval_every, world_size=ddp.world_size, engine=ddp.engine if ddp.active else ""
+        next_eval=eval_every, world_size=ddp.world_size, engine=ddp.state_engine
     )
     if resume:
         position = load_training_state(
@@ -183,7 +184,7 @@ def _run(
         folder.write_status(status)
 
     def save(dest=None, adapter=True) -> None:
-        with ddp.consolidated(model) as whole:  # FSDP: every rank sends its shards to rank 0
+        with ddp.consolidated(model) as whole:  # FSDP, ZeRO-3: every rank sends its shards
             if ddp.is_main:
                 task.save(whole, folder, dest=dest, adapter=adapter)
 
@@ -212,7 +213,7 @@ def _run(
 
     def save_state() -> None:
         rngs = ddp.gather(random_state(generators))  # every rank's, to resume each as it was
-        state = ddp.training_state(model, optimizer)  # whole on rank 0, also under FSDP
+        state = ddp.training_state(model, optimizer, folder.resume_dir)  # whole, on rank 0
         if ddp.is_main:
             save_training_state(folder.resume_dir, *state, scheduler, position, rngs)
 
@@ -241,12 +242,12 @@ def _run(
             with ddp.gradient_sync(trained, updates):  # accumulating batches skip the all-reduce
                 with torch.autocast(device.type, dtype=backbone.compute_dtype, enabled=use_amp):
                     loss, extra = task.loss(trained, batch)
-                (loss * loss_scale / accumulation).backward()
+                ddp.backward(loss * loss_scale / accumulation)  # DeepSpeed: its engine's
             position.step += 1
             step = position.step
             lr = optimizer.param_groups[0]["lr"]  # the rate this batch's update uses
             if updates:
-                optimizer_step(model, optimizer, scheduler, tr.gradient_clip)
+                optimizer_step(model, optimizer, scheduler, tr.gradient_clip, ddp.zero_engine)
             position.epoch_index, position.batch_in_epoch = epoch_index, batch_index + 1
 
             # The global batch's loss (the ranks' weighted losses average to it) and extras.
@@ -327,14 +328,19 @@ def build_train_loader(samples, cfg, collate, world_size: int = 1) -> DataLoader
     return loader
 
 
-def optimizer_step(model, optimizer, scheduler, gradient_clip: float) -> None:
-    """One update from the accumulated gradients; clipping first when gradient_clip > 0."""
-    if gradient_clip > 0:
-        torch.nn.utils.clip_grad_norm_(
-            [p for p in model.parameters() if p.requires_grad], gradient_clip
-        )
-    optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+def optimizer_step(model, optimizer, scheduler, gradient_clip: float, engine=None) -> None:
+    """One update from the accumulated gradients; clipping first when gradient_clip > 0. A
+    DeepSpeed `engine` holds the gradients in its partitions: it clips (gradient_clipping in its
+    config), steps our optimizer and zeroes the gradients itself."""
+    if engine is not None:
+        engine.step()
+    else:
+        if gradient_clip > 0:
+            torch.nn.utils.clip_grad_norm_(
+                [p for p in model.parameters() if p.requires_grad], gradient_clip
+            )
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
     scheduler.step()
 
 

@@ -16,6 +16,8 @@ from safetensors.torch import load_file, save_file
 from llm_studio.atomic import replace_dir
 from llm_studio.config.settings import ConfigError
 
+DEEPSPEED_DIR = "deepspeed"  # DeepSpeed's checkpoint of its ZeRO partitions, in the resume state
+
 
 @dataclass
 class TrainingPosition:
@@ -48,15 +50,20 @@ def random_state(generators: dict[str, torch.Generator]) -> dict:
 def save_training_state(
     dest: Path,
     weights: dict[str, torch.Tensor],
-    optimizer_state: dict,
+    optimizer_state: dict | Path,
     scheduler,
     position: TrainingPosition,
     rngs: list[dict],
 ) -> None:
-    """`weights`: the trainable ones, whole (`Distributed.training_state`); `rngs`: the
-    `random_state` of every process of the run, in rank order."""
+    """`weights`: the trainable ones, whole (`Distributed.training_state`); `optimizer_state`:
+    its state dict, or (DeepSpeed) the folder its engine saved the ZeRO partitions into, which
+    moves into `dest` as `deepspeed/`; `rngs`: the `random_state` of every process of the run,
+    in rank order."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
+    if isinstance(optimizer_state, Path):
+        optimizer_state.rename(tmp / DEEPSPEED_DIR)  # the same parent: no copy
+        optimizer_state = DEEPSPEED_DIR
     save_file(weights, tmp / "trainable.safetensors")
     torch.save(
         {
@@ -90,7 +97,7 @@ def load_training_state(
             f"--resume: the saved state is of a run of {position.world_size} process(es), "
             f"this one has {ddp.world_size}; resume with {resume_command(position.world_size)}"
         )
-    engine = ddp.engine if ddp.active else ""
+    engine = ddp.state_engine
     if position.engine != engine:
         raise ConfigError(
             f"--resume: the saved state is of a run with data_parallel_engine "
@@ -102,7 +109,10 @@ def load_training_state(
     if missing:
         raise ConfigError(f"--resume: the saved state does not fit this model ({missing[0]})")
     state = torch.load(src / "state.pt", map_location="cpu", weights_only=False)
-    ddp.load_training_state(model, optimizer, weights, state["optimizer"])
+    optimizer_state = state["optimizer"]
+    if optimizer_state == DEEPSPEED_DIR:
+        optimizer_state = src / DEEPSPEED_DIR
+    ddp.load_training_state(model, optimizer, weights, optimizer_state)
     scheduler.load_state_dict(state["scheduler"])
     rank = ddp.rank
     rng = state["rng"][rank] if isinstance(state["rng"], list) else state["rng"]  # list: per rank
