@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -27,11 +28,17 @@ PREDICTION = {"max_length_inference": 4, "batch_size_inference": 4}
 
 
 def launch(
-    cfg_path, *extra, fault: str | None = None, rank: int | None = None, timeout: float = 110
+    cfg_path,
+    *extra,
+    fault: str | None = None,
+    rank: int | None = None,
+    timeout: float = 110,
+    env: dict | None = None,
 ):
     """`bash distributed_train.sh 2 -Y cfg.yaml ...`, with a fault injected if asked."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_STUDIO_FAULT")}
-    env.update(PYTHON=sys.executable, LLM_STUDIO_DIST_TIMEOUT_S="60")
+    extra_env = env or {}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_STUDIO_")}
+    env.update({"PYTHON": sys.executable, "LLM_STUDIO_DIST_TIMEOUT_S": "60", **extra_env})
     if fault:
         env["LLM_STUDIO_FAULT_AT_STEP"] = fault
     if rank is not None:
@@ -155,7 +162,9 @@ def test_sharded_validation_writes_the_rows_in_their_order(make_run, fault_run):
 
 
 def test_a_stopped_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(make_run, ddp_run):
-    cfg, folder = make_run("stopped", batch_size=4)
+    """...from the preprocessing cache of the stopped run: the data file may be gone."""
+    import yaml
+
     from llm_studio.config.settings import ConfigError
     from llm_studio.training.resume import load_training_state
 
@@ -167,15 +176,36 @@ def test_a_stopped_ddp_run_resumes_to_the_weights_of_an_uninterrupted_one(make_r
     assert "resume with bash distributed_train.sh 2 -Y cfg.yaml --resume" in folder.logs.read_text()
     with pytest.raises(ConfigError, match="a run of 2 process.es., this one has 1"):
         load_training_state(folder.resume_dir, None, None, None, {}, Distributed())
+    cache = folder.path / ".data_cache"
+    assert sorted(p.name for p in cache.iterdir()) == ["data.pkl", "train_samples.pkl"]
 
-    resumed = launch(folder.cfg_yaml, "--resume")
+    csv = Path(yaml.safe_load(cfg.read_text())["dataset"]["train_dataframe"])
+    csv.rename(csv.with_suffix(".away"))  # the resumed run trains on the cached samples
+    try:
+        resumed = launch(folder.cfg_yaml, "--resume")
+    finally:
+        csv.with_suffix(".away").rename(csv)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert folder.read_status().state == "finished"
-    assert "Resuming at step 4 of 9" in folder.logs.read_text()
+    log = folder.logs.read_text()
+    assert "Resuming at step 4 of 9" in log
+    assert "Preprocessing: train_samples.pkl from the run this one resumes" in log
+    assert not cache.exists(), "a finished run leaves no cache behind"
     expected, actual = adapter(ddp_run), adapter(folder)
     for name in expected:
         torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6)
     assert train_losses(folder) == train_losses(ddp_run)
+
+
+def test_the_other_ranks_wait_for_slow_preprocessing_without_a_collective_timeout(make_run):
+    """Rank 0 reads the data 8 s late while collectives time out after 3 s: the other ranks
+    wait for its cache file, not in a collective, and the run finishes."""
+    cfg, folder = make_run("slow_data", batch_size=4, epochs=1)
+    env = {"LLM_STUDIO_DATA_DELAY_S": "8", "LLM_STUDIO_DIST_TIMEOUT_S": "3"}
+    result = launch(cfg, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "rank 0 reads the data after 8 s" in folder.logs.read_text()
+    assert folder.read_status().state == "finished"
 
 
 # --- FSDP: the model sharded instead of replicated ---

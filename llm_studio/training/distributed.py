@@ -43,8 +43,10 @@ import copy
 import logging
 import os
 import pickle
+import shutil
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -64,7 +66,10 @@ T = TypeVar("T")
 # saves checkpoints and computes the metric while the others wait; tests set it short.
 TIMEOUT_ENV = "LLM_STUDIO_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 1800
-DATA_CACHE = ".data_cache.pkl"  # in the experiment folder; deleted once every rank has read it
+# In the experiment folder: rank 0's preprocessed data for the other ranks (and for --resume);
+# deleted when the run finishes.
+DATA_CACHE = ".data_cache"
+CACHE_POLL_S = 0.2
 
 
 class _DDP(DistributedDataParallel):
@@ -446,27 +451,62 @@ class Distributed:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def read_data_once(self, folder: Path, read: Callable[[], T], task) -> T:
-        """`read()` (read, split and sample the data) on rank 0 only; the others wait for its
-        cache file and load it. The task's state goes along: reading data may set it (the
-        number of classes a classification task infers from its train data)."""
+    # --- preprocessing once: rank 0 writes a cache, the other ranks wait for it and read it ---
+    def data_cache(self, folder: Path, resume: bool) -> Path | None:
+        """The folder of this run's preprocessing cache (None in one process). A new run starts
+        it afresh; a resumed run keeps the cache of the run it continues, so it trains on the
+        very samples, read and tokenized as before."""
         if not self.active:
-            return read()
+            return None
         cache = Path(folder) / DATA_CACHE
+        if self.is_main and not resume:
+            shutil.rmtree(cache, ignore_errors=True)
+        self.from_main(None)  # no rank looks for a cache file before a stale one is gone
+        return cache
+
+    def once(self, path: Path | None, build: Callable[[], T]) -> T:
+        """`build()` on rank 0, pickled to `path` (or read from it when a resumed run finds it
+        there); the other ranks wait for the file and load it. They wait by looking for the
+        file, not in a collective, so preprocessing a large dataset cannot run into the
+        collective timeout; should rank 0 fail meanwhile, torchrun ends them."""
+        if path is None:
+            return build()
+        if self.is_main and not path.exists():
+            result = build()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
+            tmp.replace(path)  # the others never see a half-written file
+            return result
+        waited = 0.0
+        while not path.exists():
+            time.sleep(CACHE_POLL_S)
+            waited += CACHE_POLL_S
+            if waited % 60 < CACHE_POLL_S:
+                log.warning("rank %d: waiting for rank 0's %s (%.0f s)", self.rank, path, waited)
         if self.is_main:
+            log.info("Preprocessing: %s from the run this one resumes", path.name)
+        with open(path, "rb") as fh:
+            return pickle.load(fh)
+
+    def read_data_once(self, cache: Path | None, read: Callable[[], T], task) -> T:
+        """`read()` (read, split and sample the data) once, on rank 0 (`once`). The task's
+        state goes along: reading data may set it (the number of classes a classification
+        task infers from its train data)."""
+
+        def read_with_state():
             data = read()
-            state = {k: v for k, v in vars(task).items() if k not in ("cfg", "device")}
-            with open(cache, "wb") as fh:
-                pickle.dump((data, state), fh, protocol=pickle.HIGHEST_PROTOCOL)
-        dist.barrier()
-        if not self.is_main:
-            with open(cache, "rb") as fh:
-                data, state = pickle.load(fh)
-            vars(task).update(state)
-        dist.barrier()
-        if self.is_main:
-            cache.unlink(missing_ok=True)
+            return data, {k: v for k, v in vars(task).items() if k not in ("cfg", "device")}
+
+        data, state = self.once(cache and cache / "data.pkl", read_with_state)
+        vars(task).update(state)
         return data
+
+    def drop_data_cache(self, cache: Path | None) -> None:
+        """After a finished run: no run will resume it."""
+        if cache is not None and self.is_main:
+            shutil.rmtree(cache, ignore_errors=True)
 
 
 def _meta_copy(model: torch.nn.Module) -> torch.nn.Module:

@@ -49,6 +49,8 @@ log = logging.getLogger("llm_studio")
 # them; with FAULT_RANK_ENV set, only on that rank of a distributed run.
 FAULT_ENV = "LLM_STUDIO_FAULT_AT_STEP"
 FAULT_RANK_ENV = "LLM_STUDIO_FAULT_RANK"
+# Test hook: rank 0 of a distributed run reads the data this many seconds late (a large dataset).
+DATA_DELAY_ENV = "LLM_STUDIO_DATA_DELAY_S"
 
 
 @dataclass
@@ -129,9 +131,8 @@ def _run(
     # --- data: read, split and sampled once (by rank 0 in DDP) ---
     task = build_task(cfg, device)
     metric = resolve_metric(cfg.prediction)
-    data = ddp.read_data_once(
-        folder.path, lambda: split_and_sample(cfg, cfg.environment.seed, task), task
-    )
+    cache = ddp.data_cache(folder.path, resume)  # DDP: rank 0 preprocesses, the others load
+    data = ddp.read_data_once(cache, lambda: _read_data(cfg, task, ddp), task)
     if metric.name == "GPT" and cfg.prediction.metric_gpt_template == "mt-bench":
         from llm_studio.metrics.judge import mt_bench_conversations
 
@@ -148,7 +149,10 @@ def _run(
         model = torch.compile(model)
     trainable, total = count_parameters(model)
     log.info("Parameters: %d trainable of %d (%.2f%%)", trainable, total, 100 * trainable / total)
-    train_samples = task.training_dataset(data.train, cfg.environment.seed)
+    train_samples = ddp.once(  # tokenized (unless augmentations tokenize anew each epoch)
+        cache and cache / "train_samples.pkl",
+        lambda: task.training_dataset(data.train, cfg.environment.seed),
+    )
     train_loader = build_train_loader(train_samples, cfg, task.collate, ddp.world_size)
     # DDP wraps; FSDP shards `model` in place; DeepSpeed's engine takes model and optimizer.
     trained, optimizer = ddp.wrap(model, cfg, build_optimizer)
@@ -290,6 +294,8 @@ def _run(
         log.info("save_checkpoint: disable, so no model is saved; chat and export are unavailable")
     chart_logger.close()  # flushed before the status says the run is over
 
+    if not stopped:
+        ddp.drop_data_cache(cache)
     status.state = "stopped" if stopped else "finished"
     status.progress = status.progress if stopped else 1.0
     status.eta_seconds = 0.0
@@ -364,6 +370,14 @@ def _format_eta(seconds: float | None) -> str:
     if seconds is None:
         return "?"
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
+
+
+def _read_data(cfg, task, ddp: Distributed):
+    delay = float(os.environ.get(DATA_DELAY_ENV, 0))
+    if delay and ddp.active:
+        log.info("%s: rank 0 reads the data after %.0f s", DATA_DELAY_ENV, delay)
+        time.sleep(delay)
+    return split_and_sample(cfg, cfg.environment.seed, task)
 
 
 def _fault_hook(step: int, rank: int) -> None:
