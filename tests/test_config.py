@@ -527,3 +527,20 @@ def test_deepspeed_zero_stage_is_2_or_3_and_one_gpu_is_a_warning(tmp_path):
     (tmp_path / "one.yaml").write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match=r"environment.deepspeed_zero_stage.*\[2, 3\]"):
         load_config(str(tmp_path / "one.yaml"))
+
+
+def test_classification_checks_reach_the_pre_launch_check():
+    """The UI checks a config before it launches: a multi-label classification with a loss that
+    picks one class is refused there, not only when train.py builds the task."""
+    from llm_studio.config.classification import ClassificationConfig
+
+    cfg = ClassificationConfig()
+    cfg.dataset.train_dataframe = "train.csv"
+    cfg.dataset.answer_column = ["label_a", "label_b"]
+    assert cfg.training.loss_function == "CrossEntropy"
+    assert check_config(cfg, gpu_count=0).errors == [
+        "training.loss_function: CrossEntropy picks one class per row, but 2 answer columns "
+        "mean multi-label; use BinaryCrossEntropy"
+    ]
+    cfg.training.loss_function = "BinaryCrossEntropy"
+    assert check_config(cfg, gpu_count=0).errors == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass, field
 
+from llm_studio.config.classification import label_errors
 from llm_studio.config.problem_types import BaseConfig
 from llm_studio.config.sections import data_parallel_engine
 
@@ -48,6 +49,8 @@ def check_config(cfg: BaseConfig, gpu_count: int) -> CheckResult:
         warn("training.save_checkpoint: best needs an evaluation; evaluation_epochs > epochs")
     if tr.epochs == 0 and tr.lora:
         warn("training.epochs: 0 evaluates the backbone as it is; LoRA adapters stay empty")
+    for error in label_errors(cfg):
+        err(error)
     _check_engine(cfg, err, warn)
     return result
 

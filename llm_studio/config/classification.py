@@ -90,3 +90,37 @@ class RegressionConfig(BaseConfig):
     training: RegressionTrainingSection = section(RegressionTrainingSection)
     augmentation: LabelAugmentationSection = section(LabelAugmentationSection)
     prediction: RegressionPredictionSection = section(RegressionPredictionSection)
+
+
+def label_errors(cfg) -> list[str]:
+    """What a classification config asks that its loss cannot do: checked before launch (the
+    config checks) and again when the task is built (a YAML run straight through train.py)."""
+    if not isinstance(cfg, ClassificationConfig):
+        return []
+    columns = cfg.dataset.answer_column
+    columns = [columns] if isinstance(columns, str) else list(columns)
+    loss, n = cfg.training.loss_function, cfg.dataset.num_classes
+    if len(columns) > 1:  # one class per answer column: multi-label
+        errors = []
+        if loss != "BinaryCrossEntropy":
+            errors.append(
+                f"training.loss_function: {loss} picks one class per row, but "
+                f"{len(columns)} answer columns mean multi-label; use BinaryCrossEntropy"
+            )
+        if n and n != len(columns):
+            errors.append(
+                f"dataset.num_classes: {n}, but multi-label has one class per answer column "
+                f"({len(columns)}); set 0 or {len(columns)}"
+            )
+        return errors
+    if loss == "CrossEntropy" and n == 1:
+        return [
+            "dataset.num_classes: CrossEntropy needs at least 2 classes "
+            "(BinaryCrossEntropy predicts a binary label with one output)"
+        ]
+    if loss == "BinaryCrossEntropy" and n > 2:
+        return [
+            f"dataset.num_classes: {n} classes in one answer column need CrossEntropy; "
+            "BinaryCrossEntropy with one column is binary (labels 0 and 1)"
+        ]
+    return []

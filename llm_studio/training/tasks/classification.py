@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from llm_studio.atomic import write_text_atomic
+from llm_studio.config.classification import label_errors
 from llm_studio.config.settings import ConfigError
 from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.conversations import build_conversations
@@ -183,30 +184,9 @@ class LabelTask(CausalLMTask):
             raise ConfigError(
                 f"training.loss_function: {self.loss_name!r} is not one of {sorted(LABEL_LOSSES)}"
             )
-        if self.regression:
-            return
-        n = self.cfg.dataset.num_classes
-        if self.multi_label:
-            if self.loss_name != "BinaryCrossEntropy":
-                raise ConfigError(
-                    f"training.loss_function: {self.loss_name} picks one class per row, but "
-                    f"{len(self.columns)} answer columns mean multi-label; use BinaryCrossEntropy"
-                )
-            if n and n != len(self.columns):
-                raise ConfigError(
-                    f"dataset.num_classes: {n}, but multi-label has one class per answer column "
-                    f"({len(self.columns)}); set 0 or {len(self.columns)}"
-                )
-        elif self.loss_name == "CrossEntropy" and n == 1:
-            raise ConfigError(
-                "dataset.num_classes: CrossEntropy needs at least 2 classes "
-                "(BinaryCrossEntropy predicts a binary label with one output)"
-            )
-        elif self.loss_name == "BinaryCrossEntropy" and n > 2:
-            raise ConfigError(
-                f"dataset.num_classes: {n} classes in one answer column need CrossEntropy; "
-                "BinaryCrossEntropy with one column is binary (labels 0 and 1)"
-            )
+        errors = label_errors(self.cfg)
+        if errors:
+            raise ConfigError(errors[0])
 
     # --- data ---
     def build_items(self, df: pd.DataFrame, source: str) -> list[LabelItem]:
