@@ -12,6 +12,8 @@ from llm_studio.ui.pages import (  # noqa: F401 (handlers)
     datasets,
     experiment_chat,
     experiment_compare,
+    experiment_create,
+    experiment_view,
     experiments,
     home,
     settings,

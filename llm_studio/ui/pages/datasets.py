@@ -363,6 +363,6 @@ async def delete_confirm(q: Q) -> None:
 
 @on("new_experiment_from_dataset")
 async def new_experiment_from_dataset(q: Q) -> None:
-    from llm_studio.ui.pages.experiments import open_form_for_dataset
+    from llm_studio.ui.pages.experiment_create import open_form_for_dataset
 
     await open_form_for_dataset(q, q.client.dataset_id)

@@ -28,7 +28,7 @@ from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.store import resolve
 from llm_studio.ui import layout
-from llm_studio.ui.pages import experiments
+from llm_studio.ui.pages import experiment_view
 from llm_studio.ui.state import app_runner, client_state
 
 log = logging.getLogger("llm_studio.ui.chat")
@@ -129,7 +129,7 @@ def settings_widgets(prediction) -> list:
     return items
 
 
-experiments.TAB_CARDS["chat"] = chat_cards
+experiment_view.TAB_CARDS["chat"] = chat_cards
 
 
 # --- one chat per client ---

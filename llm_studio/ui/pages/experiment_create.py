@@ -1,0 +1,291 @@
+"""Create experiment: the form derived from the settings declarations, YAML import, grid search,
+new experiments copied from an old one, and submitting them to the runner."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from h2o_wave import Q, on, ui
+from h2o_wave.core import expando_to_dict
+
+from llm_studio.config.checks import check_config
+from llm_studio.config.grid import MAX_COMBINATIONS, check_combinations, expand_grid, parse_grid
+from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
+from llm_studio.config.settings import ConfigError
+from llm_studio.config.yaml_io import load_config, save_config
+from llm_studio.models.offline_backbone import DEFAULT_BACKBONE
+from llm_studio.store import ExperimentRecord, StoreError, experiment_dir
+from llm_studio.ui import layout, secrets
+from llm_studio.ui.pages.experiments import experiments_page
+from llm_studio.ui.settings_form import apply_form, read_grid, settings_items
+from llm_studio.ui.state import app_runner, client_state
+
+BACKBONES = (
+    DEFAULT_BACKBONE,
+    "HuggingFaceTB/SmolLM2-360M-Instruct",
+    "h2oai/h2o-danube3-500m-chat",
+    "meta-llama/Llama-3.2-1B-Instruct",
+    "Qwen/Qwen2.5-0.5B-Instruct",
+)
+
+
+@on("#experiment/start")
+async def start_page(q: Q) -> None:
+    datasets = client_state(q).store.list_datasets()
+    if not datasets:
+        layout.show(
+            q,
+            {"experiment": ui.form_card(box="main", title="Create experiment", items=[
+                layout.message("Import a dataset first.", "warning")])},
+        )  # fmt: skip
+        return
+    await open_form_for_dataset(q, datasets[0].id)
+
+
+async def open_form_for_dataset(q: Q, dataset_id: int) -> None:
+    """The Create experiment form with the dataset's settings and the default backbone."""
+    state = client_state(q)
+    dataset = state.store.get_dataset(dataset_id)
+    cfg, _ = load_config(dataset.config_file)
+    cfg.experiment_name = _free_name(state.store, dataset.name)
+    cfg.llm_backbone = DEFAULT_BACKBONE
+    cfg.environment.gpus = []
+    state.wizard.clear()
+    state.wizard.update(experiment_cfg=cfg, dataset_id=dataset.id)
+    _experiment_form(q)
+
+
+def _free_name(store, base: str) -> str:
+    for n in range(1, 1000):
+        name = f"{base}-{n}"
+        if store.get_experiment_by_name(name) is None:
+            return name
+    return f"{base}-{int(time.time())}"
+
+
+def _experiment_form(q: Q, note: ui.Component | None = None, warnings: list[str] | None = None):
+    state = client_state(q)
+    cfg = state.wizard["experiment_cfg"]
+    grid = state.wizard.get("grid")  # None: a single experiment; else key -> values to try
+    datasets = state.store.list_datasets()
+    items: list = [note] if note else []
+    items += [
+        ui.text_l("General"),
+        ui.dropdown(
+            name="experiment_dataset",
+            label="Dataset",
+            value=str(state.wizard["dataset_id"]),
+            choices=[ui.choice(str(d.id), d.name) for d in datasets],
+            trigger=True,
+        ),
+        ui.text(f"**Problem type:** {PROBLEM_TYPE_LABELS[cfg.problem_type]}"),
+        ui.file_upload(name="experiment_yaml", label="Import config from YAML",
+                       file_extensions=["yaml", "yml"], compact=True),
+        ui.textbox(name="experiment_name", label="Experiment name", value=cfg.experiment_name),
+        ui.toggle(name="grid_search", label="Grid search", value=grid is not None, trigger=True,
+                  tooltip="Run one experiment per combination of the values entered per setting."),
+    ]  # fmt: skip
+    if grid is not None:
+        items.append(ui.text(
+            "Enter the values to try under each setting; a setting left empty keeps its single "
+            f"value. One experiment per combination (at most {MAX_COMBINATIONS}), named after "
+            "the experiment name and its values."
+        ))  # fmt: skip
+    items += [
+        ui.combobox(name="llm_backbone", label="LLM backbone", value=cfg.llm_backbone,
+                    choices=list(BACKBONES),
+                    tooltip="Pick one, or type a Hugging Face name or a local folder."),
+    ]  # fmt: skip
+    items += settings_items(cfg, grid)
+    buttons = [ui.button(name="run_experiment", label="Run experiment", primary=True)]
+    if warnings:
+        items.append(layout.message("; ".join(warnings), "warning"))
+        buttons = [ui.button(name="run_anyway", label="Run anyway", primary=True)]
+    items.append(ui.buttons(buttons))
+    layout.show(q, {"experiment": ui.form_card(box="main", title="Create experiment", items=items)})
+
+
+def _read_form(q: Q) -> None:
+    state = client_state(q)
+    cfg = state.wizard["experiment_cfg"]
+    if q.args.experiment_name is not None:
+        cfg.experiment_name = q.args.experiment_name
+    if q.args.llm_backbone:
+        cfg.llm_backbone = q.args.llm_backbone
+    args = expando_to_dict(q.args)
+    if state.wizard.get("grid") is not None:  # first: a bad setting must not lose typed values
+        state.wizard["grid"] = read_grid(args)
+    apply_form(cfg, args)
+
+
+@on("grid_search")
+async def grid_search_toggled(q: Q) -> None:
+    """Grid search on shows a values widget under each setting a grid can vary; off hides them."""
+    state = client_state(q)
+    try:
+        _read_form(q)
+    except ConfigError as exc:
+        _experiment_form(q, layout.message(str(exc), "error"))
+        return
+    state.wizard["grid"] = (state.wizard.get("grid") or {}) if q.args.grid_search else None
+    _experiment_form(q)
+
+
+@on("cfg__{key}")
+async def setting_changed(q: Q, key: str) -> None:
+    """A setting others depend on changed: re-render, showing or hiding its dependents."""
+    try:
+        _read_form(q)
+    except ConfigError as exc:
+        _experiment_form(q, layout.message(str(exc), "error"))
+        return
+    _experiment_form(q)
+
+
+@on("new_from_experiment")
+async def new_from_experiment(q: Q) -> None:
+    """A new experiment pre-filled with this one's settings (and its dataset)."""
+    await _new_from(q, q.client.experiment_id)
+
+
+async def _new_from(q: Q, experiment_id: int) -> None:
+    state = client_state(q)
+    record = state.store.get_experiment(experiment_id)
+    if record is None:  # deleted meanwhile (e.g. from another tab)
+        await experiments_page(q, layout.message(f"No experiment {experiment_id}.", "error"))
+        return
+    cfg, _ = load_config(record.config_file)
+    cfg.experiment_name = _free_name(state.store, record.name)
+    state.wizard.clear()
+    state.wizard.update(experiment_cfg=cfg, dataset_id=record.dataset_id)
+    q.client.page_key = "experiment/start"
+    _experiment_form(q, layout.message(f"Settings copied from {record.name}.", "info"))
+
+
+# The "New experiment" entry of a row's kebab menu on View experiments.
+@on("row_new_experiment")
+async def row_new_experiment(q: Q) -> None:
+    await _new_from(q, int(q.args.row_new_experiment))
+
+
+@on("experiment_dataset")
+async def change_dataset(q: Q) -> None:
+    state = client_state(q)
+    record = state.store.get_dataset(int(q.args.experiment_dataset))
+    cfg, _ = load_config(record.config_file)
+    cfg.experiment_name = _free_name(state.store, record.name)
+    cfg.environment.gpus = []
+    state.wizard.update(experiment_cfg=cfg, dataset_id=record.id)
+    _experiment_form(q)
+
+
+@on("experiment_yaml")
+async def import_yaml(q: Q) -> None:
+    state = client_state(q)
+    local = await q.site.download(q.args.experiment_yaml[0], str(state.store.db_path.parent))
+    try:
+        imported, warnings = load_config(local)
+    except ConfigError as exc:
+        _experiment_form(q, layout.message(str(exc), "error"))
+        return
+    finally:
+        Path(local).unlink(missing_ok=True)
+    current = state.wizard["experiment_cfg"]
+    # The dataset's files stay those of the chosen dataset.
+    imported.dataset.train_dataframe = current.dataset.train_dataframe
+    imported.dataset.validation_dataframe = current.dataset.validation_dataframe
+    state.wizard["experiment_cfg"] = imported
+    note = "Imported the YAML." + (f" {'; '.join(warnings)}" if warnings else "")
+    _experiment_form(q, layout.message(note, "info"))
+
+
+@on("run_experiment")
+async def run_experiment(q: Q) -> None:
+    await _run(q, proceed_on_warnings=False)
+
+
+@on("run_anyway")
+async def run_anyway(q: Q) -> None:
+    await _run(q, proceed_on_warnings=True)
+
+
+async def _run(q: Q, proceed_on_warnings: bool) -> None:
+    state = client_state(q)
+    if state.wizard.get("grid") is not None:
+        await _run_grid(q, proceed_on_warnings)
+        return
+    cfg = state.wizard["experiment_cfg"]
+    try:
+        _read_form(q)
+        folder = experiment_dir(cfg.experiment_name)
+        if state.store.get_experiment_by_name(cfg.experiment_name) or folder.exists():
+            raise ConfigError(f"experiment_name: {cfg.experiment_name!r} is taken")
+        cfg.output_directory = str(folder)
+        result = check_config(cfg, gpu_count=app_runner().gpu_count)
+        if result.errors:
+            raise ConfigError("; ".join(result.errors))
+    except (ConfigError, StoreError) as exc:
+        _experiment_form(q, layout.message(str(exc), "error"))
+        return
+    if result.warnings and not proceed_on_warnings:
+        _experiment_form(q, warnings=result.warnings)
+        return
+    await _submit(q, cfg, folder)
+    q.args["#"] = "experiments"
+    await experiments_page(q)
+
+
+async def _run_grid(q: Q, proceed_on_warnings: bool) -> None:
+    """Check every combination like a single run, then submit them all: the runner queues them."""
+    state = client_state(q)
+    cfg = state.wizard["experiment_cfg"]
+    try:
+        _read_form(q)
+        experiment_dir(cfg.experiment_name)  # the base name must be a valid name already
+        configs = expand_grid(cfg, parse_grid(cfg, state.wizard["grid"]))
+        folders = []
+        for one in configs:
+            folder = experiment_dir(one.experiment_name)
+            if state.store.get_experiment_by_name(one.experiment_name) or folder.exists():
+                raise ConfigError(f"experiment_name: {one.experiment_name!r} is taken")
+            one.output_directory = str(folder)
+            folders.append(folder)
+        combined = check_combinations(configs, gpu_count=app_runner().gpu_count)
+        if combined.errors:
+            raise ConfigError("; ".join(combined.errors))
+    except (ConfigError, StoreError) as exc:
+        _experiment_form(q, layout.message(str(exc), "error"))
+        return
+    if combined.warnings and not proceed_on_warnings:
+        _experiment_form(q, warnings=combined.warnings)
+        return
+    for one, folder in zip(configs, folders):
+        await _submit(q, one, folder)
+    q.args["#"] = "experiments"
+    count = len(configs)
+    note = f"Started a grid search of {count} experiment{'s' if count != 1 else ''}."
+    # The nav's move to #experiments makes the browser send that hash right after: keep the note.
+    q.client.experiments_note = (note, time.monotonic())
+    await experiments_page(q, layout.message(note, "success"))
+
+
+async def _submit(q: Q, cfg, folder: Path) -> None:
+    """Save the config into its folder, add the experiment to the store and hand it to the runner."""
+    state = client_state(q)
+    save_config(cfg, folder / "cfg.yaml")
+    record = state.store.add_experiment(
+        ExperimentRecord(
+            name=cfg.experiment_name,
+            dataset_id=state.wizard["dataset_id"],
+            path=str(folder),
+            problem_type=cfg.problem_type,
+            config_file=str(folder / "cfg.yaml"),
+        )
+    )
+    handler = state.store.get_setting("credential_handler", "env_file")
+    env = secrets.load(handler, state.session_secrets)
+    base = state.store.get_setting("openai_api_base", "")
+    if base:
+        env["OPENAI_API_BASE"] = base
+    await q.run(app_runner().submit, record, list(cfg.environment.gpus), env)

@@ -1,0 +1,241 @@
+"""One experiment: its page with tabs (charts, summary, insights, logs, config; chat and export
+come from their own modules) and renaming it, from this page or a row of View experiments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from h2o_wave import Q, data, on, ui
+
+from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
+from llm_studio.config.yaml_io import load_config
+from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.store import StoreError
+from llm_studio.ui import layout
+from llm_studio.ui.pages import experiments
+from llm_studio.ui.pages.experiment_export import export_buttons
+from llm_studio.ui.pages.experiments import experiments_page, keep_fresh
+from llm_studio.ui.state import app_runner, client_state
+
+TABS = (
+    ("charts", "Charts"),
+    ("summary", "Summary"),
+    ("train_insights", "Train data insights"),
+    ("prediction_insights", "Validation prediction insights"),
+    ("logs", "Logs"),
+    ("config", "Config"),
+    ("chat", "Chat"),
+)
+
+
+@on("#experiment/{experiment_id:int}")
+async def experiment_route(q: Q, experiment_id: int) -> None:
+    await experiment_page(q, experiment_id)
+
+
+async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None:
+    store = client_state(q).store
+    record = store.get_experiment(experiment_id)
+    if record is None:
+        await experiments_page(q, layout.message(f"No experiment {experiment_id}.", "error"))
+        return
+    q.client.experiment_id = experiment_id
+    q.client.experiment_tab = tab
+    cards = {
+        "experiment": ui.form_card(
+            box="main",
+            title=f"Experiment {record.name} ({app_runner().state(record)})",
+            items=[
+                ui.tabs(
+                    name="experiment_tab",
+                    value=tab,
+                    items=[ui.tab(name=n, label=label) for n, label in TABS],
+                ),
+                export_buttons(),
+                ui.buttons(
+                    [
+                        ui.button(name="new_from_experiment", label="New experiment"),
+                        ui.button(name="rename_dialog", label="Rename experiment"),
+                    ]
+                ),
+            ],
+        )
+    }
+    cards.update(TAB_CARDS[tab](record))
+    layout.show(q, cards)
+    q.client.page_key = f"experiment/{experiment_id}/{tab}"
+    if tab in ("charts", "logs"):
+        keep_fresh(q, q.client.page_key, lambda: _refresh_tab(q, record, tab))
+
+
+def _refresh_tab(q: Q, record, tab: str) -> None:
+    for name, card in TAB_CARDS[tab](record).items():
+        q.page[name] = card
+
+
+@on("experiment_tab")
+async def change_experiment_tab(q: Q) -> None:
+    await experiment_page(q, q.client.experiment_id, q.args.experiment_tab)
+
+
+def _charts(record) -> dict:
+    points, _ = ExperimentFolder(record.path).read_charts()
+    cards = {}
+    groups: dict[str, list] = {}
+    for p in points:
+        groups.setdefault(p.name.split("/")[-1], []).append((p.step, p.value, p.name.split("/")[0]))
+    for metric, rows in groups.items():
+        cards[f"chart_{metric}"] = ui.plot_card(
+            box=ui.box("main", width="48%"),
+            title=metric,
+            data=data(fields=["step", "value", "split"], rows=[list(r) for r in rows]),
+            plot=ui.plot([ui.mark(type="line", x="=step", y="=value", color="=split")]),
+        )
+    if not cards:
+        cards["chart_none"] = ui.form_card(box="main", items=[ui.text("No chart points yet.")])
+    return cards
+
+
+def _summary(record) -> dict:
+    folder = ExperimentFolder(record.path)
+    status = folder.current_status()
+    cfg, _ = load_config(record.config_file)
+    rows = [
+        ("Name", record.name),
+        ("Problem type", PROBLEM_TYPE_LABELS.get(record.problem_type, record.problem_type)),
+        ("LLM backbone", cfg.llm_backbone),
+        ("Status", app_runner().state(record)),
+        ("Progress", f"{(status.progress if status else 0) * 100:.0f}%"),
+        ("Error", (status.error or "") if status else ""),
+        ("Folder", record.path),
+    ]
+    table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return {"experiment_body": ui.form_card(box="main", items=[ui.text(table)])}
+
+
+def _train_insights(record) -> dict:
+    path = ExperimentFolder(record.path).train_insights
+    if not path.is_file():
+        return {"experiment_body": ui.form_card(box="main", items=[ui.text("Not written yet.")])}
+    insights = json.loads(path.read_text())
+    items = []
+    for number, pieces in enumerate(insights["samples"][:5], 1):
+        text = "".join(
+            f"**{_escape(p['text'])}**" if p["kind"] == "trained" else _escape(p["text"])
+            for p in pieces
+            if p["kind"] != "padding"
+        )
+        items += [ui.text_l(f"Sample {number}"), ui.text(text), ui.separator()]
+    items.insert(0, ui.text("Bold text is trained on; the rest is masked from the loss."))
+    return {"experiment_body": ui.form_card(box="main", items=items)}
+
+
+def _prediction_insights(record) -> dict:
+    path = ExperimentFolder(record.path).prediction_insights
+    if not path.is_file():
+        return {"experiment_body": ui.form_card(box="main", items=[ui.text("No validation yet.")])}
+    insights = json.loads(path.read_text())
+    items = []
+    for kind in ("random", "best", "worst"):
+        items.append(ui.text_l(kind.capitalize()))
+        for row in insights[kind]:
+            cells = " | ".join(f"**{k}:** {_escape(str(v))[:500]}" for k, v in row.items())
+            items += [ui.text(cells), ui.separator()]
+    return {"experiment_body": ui.form_card(box="main", items=items)}
+
+
+def _logs(record) -> dict:
+    path = ExperimentFolder(record.path).logs
+    text = path.read_text(errors="replace")[-20000:] if path.is_file() else ""
+    return {"experiment_body": ui.form_card(box="main", items=[ui.text(f"```\n{text}\n```")])}
+
+
+def _config(record) -> dict:
+    text = Path(record.config_file).read_text() if Path(record.config_file).is_file() else ""
+    items = [
+        ui.buttons([ui.button(name="download_config", label="Download config")]),
+        ui.text(f"```yaml\n{text}\n```"),
+    ]
+    return {"experiment_body": ui.form_card(box="main", items=items)}
+
+
+def _escape(text: str) -> str:
+    return text.replace("<", "&lt;").replace("*", "\\*")
+
+
+def _chat_placeholder(record) -> dict:
+    return {"experiment_body": ui.form_card(box="main", items=[ui.text("Chat is loading…")])}
+
+
+# Tabs name -> cards; other page modules register theirs here (e.g. the chat tab).
+TAB_CARDS = {
+    "chat": _chat_placeholder,
+    "charts": _charts,
+    "summary": _summary,
+    "train_insights": _train_insights,
+    "prediction_insights": _prediction_insights,
+    "logs": _logs,
+    "config": _config,
+}
+
+
+# --- rename ---
+
+
+@on("rename_dialog")
+async def rename_dialog(q: Q) -> None:
+    q.client.rename_from_list = False
+    _rename_dialog(q, q.client.experiment_id)
+
+
+def _rename_dialog(q: Q, experiment_id: int) -> None:
+    q.client.rename_experiment_id = experiment_id
+    record = client_state(q).store.get_experiment(experiment_id)
+    q.page["meta"].dialog = ui.dialog(
+        title="Rename experiment",
+        name="rename_box",
+        items=[
+            ui.textbox(name="new_experiment_name", label="New name", value=record.name),
+            ui.buttons(
+                [
+                    ui.button(name="rename_confirm", label="Rename", primary=True),
+                    ui.button(name="rename_cancel", label="Cancel"),
+                ]
+            ),
+        ],
+    )
+
+
+@on("rename_cancel")
+async def rename_cancel(q: Q) -> None:
+    q.page["meta"].dialog = None
+
+
+@on("rename_confirm")
+async def rename_confirm(q: Q) -> None:
+    from llm_studio.runner import RunnerError
+
+    q.page["meta"].dialog = None
+    record = client_state(q).store.get_experiment(q.client.rename_experiment_id)
+    try:
+        await q.run(app_runner().rename, record.id, q.args.new_experiment_name or "")
+    except (RunnerError, StoreError, OSError) as exc:
+        await experiments_page(q, layout.message(str(exc), "error"))
+        return
+    experiments.SUMMARIES.forget(record.path)
+    if q.client.rename_from_list:
+        renamed = client_state(q).store.get_experiment(record.id)
+        await experiments_page(q, layout.message(f"Renamed to {renamed.name}.", "success"))
+    else:
+        await experiment_page(q, record.id)
+
+
+@on("row_rename_experiment")
+async def row_rename_experiment(q: Q) -> None:
+    experiment_id = int(q.args.row_rename_experiment)
+    if client_state(q).store.get_experiment(experiment_id) is None:
+        await experiments_page(q, layout.message(f"No experiment {experiment_id}.", "error"))
+        return
+    q.client.rename_from_list = True
+    _rename_dialog(q, experiment_id)
