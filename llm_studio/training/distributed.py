@@ -13,8 +13,8 @@ LOCAL_RANK-th visible one; NCCL) or on the CPU (gloo). What differs from one pro
   gradient of the global batch's loss: a token-averaged loss stays averaged over all tokens.
 - Validation is sharded by batches (rank r takes batches r, r + N, ...); rank 0 gathers the
   rows back in their order and alone computes the metric and writes the results.
-- Only rank 0 writes into the experiment folder. It reads, splits and samples the data once;
-  the other ranks wait at a barrier and load its cache file.
+- Only rank 0 writes into the experiment folder. It preprocesses the data once, into a cache
+  the other ranks load (llm_studio/training/preprocessing.py).
 
 With `data_parallel_engine: fsdp` the same holds, but the model is sharded with torch's FSDP2
 (`fully_shard`) instead of replicated: each decoder layer is one unit whose weights are gathered
@@ -42,11 +42,8 @@ import contextlib
 import copy
 import logging
 import os
-import pickle
-import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -66,10 +63,6 @@ T = TypeVar("T")
 # saves checkpoints and computes the metric while the others wait; tests set it short.
 TIMEOUT_ENV = "LLM_STUDIO_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 1800
-# In the experiment folder: rank 0's preprocessed data for the other ranks (and for --resume);
-# deleted when the run finishes.
-DATA_CACHE = ".data_cache"
-CACHE_POLL_S = 0.2
 
 
 class _DDP(DistributedDataParallel):
@@ -450,63 +443,6 @@ class Distributed:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
-
-    # --- preprocessing once: rank 0 writes a cache, the other ranks wait for it and read it ---
-    def data_cache(self, folder: Path, resume: bool) -> Path | None:
-        """The folder of this run's preprocessing cache (None in one process). A new run starts
-        it afresh; a resumed run keeps the cache of the run it continues, so it trains on the
-        very samples, read and tokenized as before."""
-        if not self.active:
-            return None
-        cache = Path(folder) / DATA_CACHE
-        if self.is_main and not resume:
-            shutil.rmtree(cache, ignore_errors=True)
-        self.from_main(None)  # no rank looks for a cache file before a stale one is gone
-        return cache
-
-    def once(self, path: Path | None, build: Callable[[], T]) -> T:
-        """`build()` on rank 0, pickled to `path` (or read from it when a resumed run finds it
-        there); the other ranks wait for the file and load it. They wait by looking for the
-        file, not in a collective, so preprocessing a large dataset cannot run into the
-        collective timeout; should rank 0 fail meanwhile, torchrun ends them."""
-        if path is None:
-            return build()
-        if self.is_main and not path.exists():
-            result = build()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as fh:
-                pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-            tmp.replace(path)  # the others never see a half-written file
-            return result
-        waited = 0.0
-        while not path.exists():
-            time.sleep(CACHE_POLL_S)
-            waited += CACHE_POLL_S
-            if waited % 60 < CACHE_POLL_S:
-                log.warning("rank %d: waiting for rank 0's %s (%.0f s)", self.rank, path, waited)
-        if self.is_main:
-            log.info("Preprocessing: %s from the run this one resumes", path.name)
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-
-    def read_data_once(self, cache: Path | None, read: Callable[[], T], task) -> T:
-        """`read()` (read, split and sample the data) once, on rank 0 (`once`). The task's
-        state goes along: reading data may set it (the number of classes a classification
-        task infers from its train data)."""
-
-        def read_with_state():
-            data = read()
-            return data, {k: v for k, v in vars(task).items() if k not in ("cfg", "device")}
-
-        data, state = self.once(cache and cache / "data.pkl", read_with_state)
-        vars(task).update(state)
-        return data
-
-    def drop_data_cache(self, cache: Path | None) -> None:
-        """After a finished run: no run will resume it."""
-        if cache is not None and self.is_main:
-            shutil.rmtree(cache, ignore_errors=True)
 
 
 def _meta_copy(model: torch.nn.Module) -> torch.nn.Module:

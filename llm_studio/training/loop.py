@@ -33,6 +33,7 @@ from llm_studio.models.neftune import add_neftune_noise
 from llm_studio.training.distributed import Distributed
 from llm_studio.training.loggers import NoneLogger, build_logger
 from llm_studio.training.optimizers import build_optimizer, build_scheduler
+from llm_studio.training.preprocessing import data_cache, drop_data_cache, once, read_data_once
 from llm_studio.training.resume import (
     TrainingPosition,
     load_training_state,
@@ -131,8 +132,8 @@ def _run(
     # --- data: read, split and sampled once (by rank 0 in DDP) ---
     task = build_task(cfg, device)
     metric = resolve_metric(cfg.prediction)
-    cache = ddp.data_cache(folder.path, resume)  # DDP: rank 0 preprocesses, the others load
-    data = ddp.read_data_once(cache, lambda: _read_data(cfg, task, ddp), task)
+    cache = data_cache(ddp, folder.path, resume)  # DDP: rank 0 preprocesses, the others load
+    data = read_data_once(ddp, cache, lambda: _read_data(cfg, task, ddp), task)
     if metric.name == "GPT" and cfg.prediction.metric_gpt_template == "mt-bench":
         from llm_studio.metrics.judge import mt_bench_conversations
 
@@ -149,7 +150,8 @@ def _run(
         model = torch.compile(model)
     trainable, total = count_parameters(model)
     log.info("Parameters: %d trainable of %d (%.2f%%)", trainable, total, 100 * trainable / total)
-    train_samples = ddp.once(  # tokenized (unless augmentations tokenize anew each epoch)
+    train_samples = once(  # tokenized (unless augmentations tokenize anew each epoch)
+        ddp,
         cache and cache / "train_samples.pkl",
         lambda: task.training_dataset(data.train, cfg.environment.seed),
     )
@@ -295,7 +297,7 @@ def _run(
     chart_logger.close()  # flushed before the status says the run is over
 
     if not stopped:
-        ddp.drop_data_cache(cache)
+        drop_data_cache(ddp, cache)
     status.state = "stopped" if stopped else "finished"
     status.progress = status.progress if stopped else 1.0
     status.eta_seconds = 0.0
