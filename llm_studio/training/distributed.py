@@ -307,16 +307,24 @@ class Distributed:
 
     def _gathered(self, model: torch.nn.Module, trainable_only: bool) -> dict | None:
         """ZeRO-3: the model's (trainable) parameters whole, on rank 0's CPU (None on the
-        others); one parameter at a time is gathered on every rank."""
+        others). Gathered one module's own parameters at a time (a linear layer's weight and
+        bias in one collective): a whole layer never sits on a GPU beside the shards."""
         import deepspeed
 
-        weights = {}
-        for name, param in model.named_parameters():
-            if trainable_only and not param.requires_grad:
+        weights, seen = {}, set()  # a tied weight (embeddings and head) once, as named_parameters
+        for prefix, module in model.named_modules():
+            params = [
+                (f"{prefix}.{n}" if prefix else n, p)
+                for n, p in module.named_parameters(recurse=False)
+                if (p.requires_grad or not trainable_only) and id(p) not in seen
+            ]
+            seen.update(id(p) for _, p in params)
+            if not params:
                 continue
-            with deepspeed.zero.GatheredParameters([param], modifier_rank=None):
+            with deepspeed.zero.GatheredParameters([p for _, p in params], modifier_rank=None):
                 if self.is_main:
-                    weights[name] = param.detach().to("cpu", copy=True).contiguous()
+                    for name, param in params:
+                        weights[name] = param.detach().to("cpu", copy=True).contiguous()
         return weights if self.is_main else None
 
     def training_state(
