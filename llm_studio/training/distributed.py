@@ -42,6 +42,7 @@ import contextlib
 import copy
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -336,7 +337,11 @@ class Distributed:
         a fresh folder next to `near` (the resume folder), whose path stands for the optimizer
         state; `save_training_state` moves it into place with the rest."""
         if self.zero_engine is not None:
-            fresh = self.is_main and tempfile.mkdtemp(dir=near.parent, prefix=f".{near.name}.zero.")
+            fresh = None
+            if self.is_main:
+                for stale in near.parent.glob(f".{near.name}.zero.*"):  # a save cut short
+                    shutil.rmtree(stale, ignore_errors=True)
+                fresh = tempfile.mkdtemp(dir=near.parent, prefix=f".{near.name}.zero.")
             staging = Path(self.from_main(fresh))
             self.zero_engine.save_checkpoint(
                 str(staging), tag=ZERO_TAG, save_latest=False, exclude_frozen_parameters=True
