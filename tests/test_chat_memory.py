@@ -75,6 +75,38 @@ def test_loading_on_a_full_gpu_is_refused_before_reading_the_weights(trained, mo
         chat_model.ChatSession.from_experiment(trained[1].path, "cuda")
 
 
+@pytest.mark.parametrize("backbone_dtype, bytes_per_value", [("bfloat16", 2), ("float32", 4)])
+def test_the_chat_loads_in_the_training_dtype_and_needs_its_memory(
+    trained, monkeypatch, tmp_path, backbone_dtype, bytes_per_value
+):
+    """On a GPU the chat computes as training did: a bfloat16 experiment needs half the memory
+    of a float32 one. Just too little is refused; just enough passes the check (and then fails
+    here only because no GPU exists)."""
+    import shutil
+
+    import yaml
+    from transformers import AutoModelForCausalLM
+
+    from llm_studio.config.settings import ConfigError
+    from llm_studio.experiments.folder import ExperimentFolder
+
+    folder = ExperimentFolder(shutil.copytree(trained[1].path, tmp_path / "copy"))
+    cfg = yaml.safe_load(folder.cfg_yaml.read_text())
+    cfg["architecture"]["backbone_dtype"] = backbone_dtype
+    folder.cfg_yaml.write_text(yaml.safe_dump(cfg))
+    model = AutoModelForCausalLM.from_pretrained(folder.checkpoint_dir)
+    values = sum(t.numel() for t in model.state_dict().values())
+    needed = int(values * bytes_per_value * chat_model.MEMORY_MARGIN)
+
+    monkeypatch.setattr(chat_model, "free_gpu_memory", lambda device: needed - 1)
+    with pytest.raises(ConfigError, match="needs about"):
+        chat_model.ChatSession.from_experiment(folder.path, "cuda")
+    monkeypatch.setattr(chat_model, "free_gpu_memory", lambda device: needed)
+    with pytest.raises(Exception) as past_the_check:
+        chat_model.ChatSession.from_experiment(folder.path, "cuda")
+    assert "needs about" not in str(past_the_check.value)
+
+
 class Card:
     """Enough of a Wave card reference: `data += row` appends a row, as on a real page."""
 

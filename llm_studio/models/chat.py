@@ -67,7 +67,7 @@ class ChatSession:
     def from_experiment(cls, path: str | Path, device: str = "cpu") -> ChatSession:
         from transformers import AutoTokenizer
 
-        from llm_studio.models.backbone import auto_model_class
+        from llm_studio.models.backbone import auto_model_class, compute_dtype_for
 
         folder = ExperimentFolder(path)
         if not folder.cfg_yaml.is_file():
@@ -85,13 +85,16 @@ class ChatSession:
                 else "the experiment has not saved one yet"
             )
             raise ConfigError(f"{folder.path}: no checkpoint to chat with, because {why}")
+        # The float type training computed in (bfloat16 on most GPUs, float32 on the CPU), so
+        # the chat answers as validation did; quantized backbones were merged in float.
+        dtype = compute_dtype_for(cfg, torch.device(device))
         if str(device).startswith("cuda"):
-            needed = int(weights_bytes(folder.checkpoint_dir) * MEMORY_MARGIN)
+            needed = int(weights_bytes(folder.checkpoint_dir, dtype.itemsize) * MEMORY_MARGIN)
             refusal = memory_refusal(free_gpu_memory(device), needed)
             if refusal:
                 raise ConfigError(refusal)
         tokenizer = AutoTokenizer.from_pretrained(folder.checkpoint_dir)
-        model = auto_model_class(cfg).from_pretrained(folder.checkpoint_dir, dtype=torch.float32)
+        model = auto_model_class(cfg).from_pretrained(folder.checkpoint_dir, dtype=dtype)
         model.to(device).eval()
         return cls(model=model, tokenizer=tokenizer, prediction=cfg.prediction)
 
