@@ -169,3 +169,26 @@ def wait_status(page, name: str, wanted: tuple[str, ...], timeout: float) -> lis
         assert status not in ("failed",), f"{name} failed: {seen}"
         time.sleep(1)
     raise AssertionError(f"{name} never reached {wanted}; seen {seen}")
+
+
+# --- a row's kebab menu on View experiments ---
+
+
+def open_menu(page, name: str) -> None:
+    """Open the kebab menu of `name`'s row (retrying: a click while the page is still
+    settling, or the list's 2 s refresh swapping the row, can leave it closed)."""
+    first = page.get_by_role("menuitem").first
+    for _ in range(5):
+        row(page, name).locator("[data-test=row_commands]").click()
+        try:
+            first.wait_for(timeout=3000)
+            return
+        except Exception:
+            time.sleep(0.5)
+    raise AssertionError(f"the menu of {name} did not open")
+
+
+def menu(page, name: str, command: str) -> None:
+    """Click `command` in the kebab menu of `name`'s row."""
+    open_menu(page, name)
+    page.get_by_role("menuitem", name=command, exact=True).click()

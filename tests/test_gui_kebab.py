@@ -12,6 +12,8 @@ import yaml
 from conftest import pattern_rows, tiny_config
 from gui_harness import (
     browser_page,
+    menu,
+    open_menu,
     row,
     running_app,
     screenshot,
@@ -63,26 +65,6 @@ def register_source(workdir: Path, tiny_model_dir: Path) -> None:
             config_file=str(out / "cfg.yaml"),
         )
     )
-
-
-def open_menu(page, name: str) -> None:
-    """Open the kebab menu of `name`'s row (retrying: a click while the page is still
-    settling, or the list's 2 s refresh swapping the row, can leave it closed)."""
-    first = page.get_by_role("menuitem").first
-    for _ in range(5):
-        row(page, name).locator("[data-test=row_commands]").click()
-        try:
-            first.wait_for(timeout=3000)
-            return
-        except Exception:
-            time.sleep(0.5)
-    raise AssertionError(f"the menu of {name} did not open")
-
-
-def menu(page, name: str, command: str) -> None:
-    """Click `command` in the kebab menu of `name`'s row."""
-    open_menu(page, name)
-    page.get_by_role("menuitem", name=command, exact=True).click()
 
 
 def test_row_menu_new_stop_rename_delete(tmp_path, tiny_model_dir):

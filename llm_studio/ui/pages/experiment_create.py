@@ -15,7 +15,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config, save_config
 from llm_studio.models.offline_backbone import DEFAULT_BACKBONE
-from llm_studio.store import ExperimentRecord, StoreError, experiment_dir
+from llm_studio.store import ExperimentRecord, StoreError, experiment_dir, resolve
 from llm_studio.ui import layout, secrets
 from llm_studio.ui.pages.experiments import experiments_page
 from llm_studio.ui.settings_form import apply_form, read_grid, settings_items
@@ -70,6 +70,15 @@ def _experiment_form(q: Q, note: ui.Component | None = None, warnings: list[str]
     grid = state.wizard.get("grid")  # None: a single experiment; else key -> values to try
     datasets = state.store.list_datasets()
     items: list = [note] if note else []
+    previous = state.wizard.get("previous")
+    if previous:
+        items.append(ui.toggle(
+            name="use_previous_weights", label="Use previous experiment weights",
+            value=cfg.architecture.pretrained_weights == previous["path"], trigger=True,
+            tooltip=f"Start from the trained weights of {previous['name']} instead of the "
+            "backbone. With Epochs 0 this evaluates that model, e.g. on another validation set "
+            "or with another metric.",
+        ))  # fmt: skip
     items += [
         ui.text_l("General"),
         ui.dropdown(
@@ -159,8 +168,33 @@ async def _new_from(q: Q, experiment_id: int) -> None:
     cfg.experiment_name = _free_name(state.store, record.name)
     state.wizard.clear()
     state.wizard.update(experiment_cfg=cfg, dataset_id=record.dataset_id)
+    # "Use previous experiment weights" starts from this experiment's checkpoint instead.
+    state.wizard["previous"] = {
+        "name": record.name,
+        "path": str(resolve(record.path)),
+        "own_weights": cfg.architecture.pretrained_weights,  # what the toggle turned off restores
+    }
     q.client.page_key = "experiment/start"
     _experiment_form(q, layout.message(f"Settings copied from {record.name}.", "info"))
+
+
+@on("use_previous_weights")
+async def use_previous_weights(q: Q) -> None:
+    """architecture.pretrained_weights: the copied experiment's folder (its checkpoint), or back
+    to what that experiment had."""
+    state = client_state(q)
+    try:
+        _read_form(q)
+    except ConfigError as exc:
+        _experiment_form(q, layout.message(str(exc), "error"))
+        return
+    previous = state.wizard["previous"]
+    cfg = state.wizard["experiment_cfg"]
+    if q.args.use_previous_weights:
+        cfg.architecture.pretrained_weights = previous["path"]
+    else:
+        cfg.architecture.pretrained_weights = previous["own_weights"]
+    _experiment_form(q)
 
 
 # The "New experiment" entry of a row's kebab menu on View experiments.
