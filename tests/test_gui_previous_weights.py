@@ -35,6 +35,7 @@ SOURCE = "trained-source"
 def register_trained_source(workdir, tiny_model_dir) -> None:
     """A tiny experiment trained here (full fine-tuning, so its checkpoint differs from the
     backbone everywhere), and its dataset, in the app's store."""
+    from llm_studio.config.yaml_io import save_config
     from llm_studio.experiments.folder import ExperimentStatus
     from llm_studio.store import DatasetRecord, ExperimentRecord, Store
     from llm_studio.training.loop import run_experiment
@@ -62,6 +63,21 @@ def register_trained_source(workdir, tiny_model_dir) -> None:
             train_dataframe=str(csv),
         )
     )
+    # Another dataset of the same problem type, to validate the old model on: other prompts.
+    other = pattern_rows(48)
+    other["instruction"] = other["instruction"].str.replace("Repeat", "Say", regex=False)
+    other.to_csv(workdir / "other.csv", index=False)
+    other_cfg = load_cfg(tiny_config(tiny_model_dir, workdir / "other.csv", workdir / "unused"))
+    save_config(other_cfg, workdir / "other.yaml")
+    store.add_dataset(
+        DatasetRecord(
+            name="other",
+            path=str(workdir),
+            config_file=str(workdir / "other.yaml"),
+            problem_type=data["problem_type"],
+            train_dataframe=str(workdir / "other.csv"),
+        )
+    )
     store.add_experiment(
         ExperimentRecord(
             name=SOURCE,
@@ -71,6 +87,17 @@ def register_trained_source(workdir, tiny_model_dir) -> None:
             config_file=str(out / "cfg.yaml"),
         )
     )
+
+
+def validate_in_process(cfg: dict, output, pretrained_weights: str) -> pd.DataFrame:
+    """The validation rows of `cfg` (epochs 0) run here, from the given weights."""
+    from llm_studio.experiments.folder import ExperimentStatus
+    from llm_studio.training.loop import run_experiment
+
+    cfg = {**cfg, "output_directory": str(output)}
+    cfg["architecture"] = {**cfg["architecture"], "pretrained_weights": pretrained_weights}
+    assert run_experiment(load_cfg(cfg), ExperimentStatus(state="running")).state == "finished"
+    return pd.read_csv(output / "validation_predictions.csv", keep_default_na=False)
 
 
 def test_new_experiment_with_previous_weights_and_epochs_0_validates_the_old_model(
@@ -106,6 +133,13 @@ def test_new_experiment_with_previous_weights_and_epochs_0_validates_the_old_mod
             assert time.time() < deadline, weights_box.input_value()
             time.sleep(0.2)
         page.get_by_label("Epochs", exact=True).fill("0")
+        # Validate on the other dataset: its data settings come, the copied ones stay.
+        page.get_by_role("combobox", name="Dataset").click()
+        page.get_by_role("option", name="other").click()
+        wait_for_text(page, "Dataset settings from other", 30)
+        assert weights_box.input_value() == str(user / SOURCE)
+        assert page.get_by_label("Epochs", exact=True).input_value() == "0"
+        assert page.get_by_label("Experiment name").input_value() == copy
         screenshot(page, "previous_weights_form")
 
         page.get_by_role("button", name="Run experiment").click()
@@ -122,11 +156,18 @@ def test_new_experiment_with_previous_weights_and_epochs_0_validates_the_old_mod
     cfg = yaml.safe_load((user / copy / "cfg.yaml").read_text())
     assert cfg["architecture"]["pretrained_weights"] == str(user / SOURCE)
     assert cfg["training"]["epochs"] == 0
-    # The new experiment validated the old model: its predictions, and no training step.
-    old = pd.read_csv(user / SOURCE / "validation_predictions.csv", keep_default_na=False)
+    assert cfg["dataset"]["train_dataframe"] == str(workdir / "other.csv")
+    # The new experiment validated the old model on the other data, without a training step:
+    # its rows are those of the same config run here, and not those of the backbone.
     new = pd.read_csv(user / copy / "validation_predictions.csv", keep_default_na=False)
-    assert new["predicted_text"].tolist() == old["predicted_text"].tolist()
-    assert new["loss"].tolist() == pytest.approx(old["loss"].tolist(), rel=1e-5)
+    assert len(new) == 10 and all("Say " in p for p in new["prompt"])
+    old_model, backbone_model = (
+        validate_in_process(cfg, tmp_path / name, weights)
+        for name, weights in (("old", str(user / SOURCE)), ("backbone", ""))
+    )
+    assert new["predicted_text"].tolist() == old_model["predicted_text"].tolist()
+    assert new["loss"].tolist() == pytest.approx(old_model["loss"].tolist(), rel=1e-5)
+    assert new["loss"].tolist() != pytest.approx(backbone_model["loss"].tolist(), rel=1e-3)
     charts = [yaml.safe_load(line) for line in (user / copy / "charts.jsonl").open()]
     assert not [c for c in charts if c["name"] == "train/loss"]
     previous = load_file(user / SOURCE / "checkpoint" / "model.safetensors")

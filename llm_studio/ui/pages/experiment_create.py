@@ -205,12 +205,26 @@ async def row_new_experiment(q: Q) -> None:
 
 @on("experiment_dataset")
 async def change_dataset(q: Q) -> None:
+    """Another dataset: its dataset settings (files, columns, prompt format). A form copied from
+    an experiment keeps everything else, so the copy can train or validate on other data."""
     state = client_state(q)
     record = state.store.get_dataset(int(q.args.experiment_dataset))
     cfg, _ = load_config(record.config_file)
+    current = state.wizard["experiment_cfg"]
+    if state.wizard.get("previous") and cfg.problem_type == current.problem_type:
+        try:
+            _read_form(q)
+        except ConfigError as exc:
+            _experiment_form(q, layout.message(str(exc), "error"))
+            return
+        current.dataset = cfg.dataset
+        state.wizard.update(dataset_id=record.id)
+        _experiment_form(q, layout.message(f"Dataset settings from {record.name}.", "info"))
+        return
     cfg.experiment_name = _free_name(state.store, record.name)
     cfg.environment.gpus = []
     state.wizard.update(experiment_cfg=cfg, dataset_id=record.id)
+    state.wizard.pop("previous", None)  # the form is no longer a copy of that experiment
     _experiment_form(q)
 
 
