@@ -399,14 +399,16 @@ def test_a_classifier_without_lora_needs_find_unused_parameters_under_ddp_only(
         assert "find_unused_parameters=True" in folder.logs.read_text()
 
 
+@pytest.mark.parametrize("engine", ["fsdp", "deepspeed"])
 @pytest.mark.parametrize(
     "problem_type", ["text_dpo_modeling", "text_sequence_to_sequence_modeling"]
 )
-def test_dpo_and_seq2seq_train_under_fsdp_and_save_whole_checkpoints(
-    tmp_path, tiny_model_dir, problem_type
+def test_dpo_and_seq2seq_train_with_sharded_weights_and_save_whole_checkpoints(
+    tmp_path, tiny_model_dir, problem_type, engine
 ):
-    """DPO's reference is the LoRA-less backbone inside the sharded model; seq2seq generates
-    through the encoder, outside the outermost unit's forward: both validate and save."""
+    """With LoRA (their defaults) under FSDP or ZeRO-3: DPO's reference is the LoRA-less
+    backbone inside the sharded model; seq2seq generates through the encoder, outside the
+    outermost unit's forward. Both validate in lockstep and save."""
     from conftest import default_config
 
     from llm_studio.models.backbone import auto_model_class
@@ -423,14 +425,15 @@ def test_dpo_and_seq2seq_train_under_fsdp_and_save_whole_checkpoints(
         model_dir,
         tmp_path / "data.csv",
         tmp_path / "out",
-        environment={**RUNNABLE["environment"], "data_parallel_engine": "fsdp"},
+        environment={**RUNNABLE["environment"], "data_parallel_engine": engine},
         training={"batch_size": 4, "epochs": 1, "evaluation_epochs": 1.0},
         prediction=PREDICTION,
     )
-    result = launch(write_yaml(tmp_path / "cfg.yaml", cfg))
+    result = launch(write_yaml(tmp_path / "cfg.yaml", cfg), timeout=DEEPSPEED_TIMEOUT)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     folder = ExperimentFolder(tmp_path / "out")
-    assert "sharded full over 2 processes" in folder.logs.read_text()
+    sharded = {"fsdp": "sharded full over 2 processes", "deepspeed": "ZeRO stage 3 over 2"}
+    assert sharded[engine] in folder.logs.read_text()
     assert len(pd.read_csv(folder.predictions_csv)) == 10  # every validation row (20% of 48)
     loaded = load_cfg(cfg)
     auto_model_class(loaded).from_pretrained(folder.checkpoint_dir)  # plain transformers
