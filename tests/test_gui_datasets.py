@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import pattern_rows
 from gui_harness import browser_page, running_app, screenshot, wait_for_text
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
@@ -99,9 +100,7 @@ def test_import_parquet_and_zip_with_validation(page, app_url, workdir, tmp_path
         zf.writestr("validation.csv", pattern_rows(10).to_csv(index=False))
     upload_and_configure(page, app_url, archive)
     page.get_by_label("Dataset name").fill("from-zip")
-    assert page.get_by_role("combobox", name="Validation dataframe").inner_text().strip() == (
-        "validation.csv"
-    )
+    expect(page.get_by_role("combobox", name="Validation dataframe")).to_have_text("validation.csv")
     page.get_by_role("button", name="Continue").click()
     wait_for_text(page, "Data validity check")
     page.get_by_role("button", name="Continue").click()
@@ -157,7 +156,7 @@ def test_dataset_tabs(page, app_url):
     # A new experiment starts from the dataset being viewed.
     page.get_by_role("button", name="New experiment").click()
     wait_for_text(page, "Backbone dtype")
-    assert page.get_by_role("combobox", name="Dataset").inner_text().strip() == "demo-chat"
+    expect(page.get_by_role("combobox", name="Dataset")).to_have_text("demo-chat")
     assert page.get_by_label("Experiment name").input_value() == "demo-chat-1"
 
 
@@ -181,7 +180,7 @@ def test_edit_merge_and_delete(page, app_url, workdir):
     _open(page, app_url, "demo-regression")
     page.get_by_role("button", name="Merge with existing dataset").click()
     # The first other dataset is pre-selected: demo-chat.
-    assert page.get_by_role("combobox", name="Dataset to merge").inner_text().strip() == "demo-chat"
+    expect(page.get_by_role("combobox", name="Dataset to merge")).to_have_text("demo-chat")
     page.get_by_role("button", name="Merge", exact=True).click()
     wait_for_text(page, "Merged demo_train.csv into demo-regression")
     assert (workdir / "data" / "user" / "demo-regression" / "demo_train.csv").is_file()
@@ -222,7 +221,7 @@ def test_settings_persist_and_secrets_stay_hidden(page, app_url, workdir):
     page.goto(app_url + "#settings")
     wait_for_text(page, "Credential handler")
     screenshot(page, "settings")
-    assert page.get_by_role("combobox", name="Theme").inner_text().strip() == "h2o-dark"
+    expect(page.get_by_role("combobox", name="Theme")).to_have_text("h2o-dark")
     assert secret not in page.content()
     env_file = workdir / "data" / "dbs" / "secrets.env"
     assert secret in env_file.read_text()

@@ -20,6 +20,7 @@ from gui_harness import (
     wait_for_app_port,
     wait_for_text,
 )
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +63,7 @@ def test_grid_search_runs_one_experiment_per_combination(tmp_path, tiny_model_di
         page.goto(url + "#experiment/start")
         wait_for_text(page, "Run experiment", 60)
         # The dataset registered first is the form's first choice.
-        assert page.get_by_role("combobox", name="Dataset").inner_text().strip() == "grid-data"
+        expect(page.get_by_role("combobox", name="Dataset")).to_have_text("grid-data")
         page.get_by_label("Experiment name").fill("grid")
         page.get_by_label("LLM backbone").fill(str(tiny_model_dir))
         off = page.get_by_label("Learning rate: grid values", exact=True)

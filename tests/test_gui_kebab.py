@@ -21,6 +21,7 @@ from gui_harness import (
     wait_for_text,
     wait_status,
 )
+from playwright.sync_api import expect
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +91,7 @@ def test_row_menu_new_stop_rename_delete(tmp_path, tiny_model_dir):
         assert page.get_by_label("LLM backbone").input_value() == str(tiny_model_dir)
         assert page.get_by_label("Epochs", exact=True).input_value() == "3"
         assert page.get_by_label("Max length inference").input_value() == "5"
-        assert page.get_by_role("combobox", name="Dataset").inner_text().strip() == "pattern"
+        expect(page.get_by_role("combobox", name="Dataset")).to_have_text("pattern")
         screenshot(page, "kebab_new_experiment")
 
         # Run the copy for long, then stop it from its own row's menu.
