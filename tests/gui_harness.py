@@ -192,3 +192,38 @@ def menu(page, name: str, command: str) -> None:
     """Click `command` in the kebab menu of `name`'s row."""
     open_menu(page, name)
     page.get_by_role("menuitem", name=command, exact=True).click()
+
+
+# --- the app's store, filled before the app starts ---
+
+
+def add_dataset(workdir: Path, name: str, csv: Path, problem_type: str, config_file=None):
+    """A dataset record in the app's store (`config_file` defaults to one that is never read)."""
+    from llm_studio.store import DatasetRecord, Store
+
+    store = Store(workdir / "data" / "dbs" / "llmstudio.db")
+    return store.add_dataset(
+        DatasetRecord(
+            name=name,
+            path=str(workdir),
+            config_file=str(config_file or workdir / "dataset.yaml"),
+            problem_type=problem_type,
+            train_dataframe=str(csv),
+        )
+    )
+
+
+def add_experiment(workdir: Path, dataset, folder: Path, problem_type: str):
+    """An experiment record for `folder` (named after it, its cfg.yaml in it) in the store."""
+    from llm_studio.store import ExperimentRecord, Store
+
+    store = Store(workdir / "data" / "dbs" / "llmstudio.db")
+    return store.add_experiment(
+        ExperimentRecord(
+            name=folder.name,
+            dataset_id=dataset.id,
+            path=str(folder),
+            problem_type=problem_type,
+            config_file=str(folder / "cfg.yaml"),
+        )
+    )

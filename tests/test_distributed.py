@@ -209,6 +209,26 @@ def test_the_other_ranks_wait_for_slow_preprocessing_without_a_collective_timeou
     assert folder.read_status().state == "finished"
 
 
+# The first DeepSpeed run on the CPU compiles its shared-memory op (about a minute on 2 cores;
+# cached inside the environment after), so its launches may take longer.
+DEEPSPEED_TIMEOUT = 300
+
+
+def stop_and_resume(cfg_path, folder: ExperimentFolder, on_stop=None) -> str:
+    """Stop the run after step 4 (SIGTERM on rank 0), check the stopped folder with
+    `on_stop(folder)`, resume it to the end, and return its log."""
+    stopped = launch(cfg_path, fault="SIGTERM:4", rank=0, timeout=DEEPSPEED_TIMEOUT)
+    assert stopped.returncode != 0
+    assert folder.read_status().state == "stopped", stopped.stdout[-3000:] + stopped.stderr[-3000:]
+    if on_stop:
+        on_stop(folder)
+    resumed = launch(folder.cfg_yaml, "--resume", timeout=DEEPSPEED_TIMEOUT)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    log = folder.logs.read_text()
+    assert "Resuming at step 4 of 9" in log
+    return log
+
+
 # --- FSDP: the model sharded instead of replicated ---
 def checkpoint_weights(folder: ExperimentFolder) -> dict[str, torch.Tensor]:
     from transformers import AutoModelForCausalLM
@@ -256,13 +276,7 @@ def test_fsdp_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_proces
     environment = {"data_parallel_engine": "fsdp", "fsdp_sharding": "hybrid"}
     cfg, fsdp = make_run("full_fsdp", batch_size=4, environment=environment, **full)
 
-    stopped = launch(cfg, fault="SIGTERM:4", rank=0)
-    assert stopped.returncode != 0
-    assert fsdp.read_status().state == "stopped"
-    resumed = launch(fsdp.cfg_yaml, "--resume")
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    log = fsdp.logs.read_text()
-    assert "sharded hybrid over 2 processes" in log and "Resuming at step 4 of 9" in log
+    assert "sharded hybrid over 2 processes" in stop_and_resume(cfg, fsdp)
 
     whole, reference = checkpoint_weights(fsdp), checkpoint_weights(single)
     assert whole.keys() == reference.keys()
@@ -276,9 +290,6 @@ def test_fsdp_full_fine_tuning_stops_resumes_and_saves_the_weights_of_one_proces
 
 
 # --- DeepSpeed ZeRO: our optimizer and scheduler, stepped by its engine ---
-# The first DeepSpeed run on the CPU compiles its shared-memory op (about a minute on 2 cores;
-# cached inside the environment after), so its launches may take longer.
-DEEPSPEED_TIMEOUT = 300
 
 
 def test_deepspeed_zero2_with_lora_stops_resumes_and_trains_the_adapter_of_ddp(make_run, ddp_run):
@@ -289,14 +300,8 @@ def test_deepspeed_zero2_with_lora_stops_resumes_and_trains_the_adapter_of_ddp(m
 
     environment = {"data_parallel_engine": "deepspeed", "deepspeed_zero_stage": 2}
     cfg, zero = make_run("zero2_lora", batch_size=4, environment=environment)
-    stopped = launch(cfg, fault="SIGTERM:4", rank=0, timeout=DEEPSPEED_TIMEOUT)
-    assert zero.read_status().state == "stopped", stopped.stdout[-3000:] + stopped.stderr[-3000:]
-    resumed = launch(zero.cfg_yaml, "--resume", timeout=DEEPSPEED_TIMEOUT)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-
-    log = zero.logs.read_text()
+    log = stop_and_resume(cfg, zero)
     assert "DeepSpeed ZeRO stage 2 over 2 processes (AdamW optimizer)" in log
-    assert "Resuming at step 4 of 9" in log
     expected, actual = adapter(ddp_run), adapter(zero)
     assert expected.keys() == actual.keys()
     for name in expected:
@@ -330,15 +335,12 @@ def test_deepspeed_zero3_full_fine_tuning_stops_resumes_and_saves_the_weights_of
     environment = {"data_parallel_engine": "deepspeed", "deepspeed_zero_stage": 3}
     cfg, zero = make_run("zero3_full", batch_size=4, environment=environment, **full)
 
-    stopped = launch(cfg, fault="SIGTERM:4", rank=0, timeout=DEEPSPEED_TIMEOUT)
-    assert stopped.returncode != 0
-    assert zero.read_status().state == "stopped", stopped.stdout[-3000:] + stopped.stderr[-3000:]
-    assert (zero.resume_dir / "deepspeed" / "zero").is_dir()
-    assert not list(zero.path.glob(".resume*")), "DeepSpeed's partitions moved into resume/"
-    resumed = launch(zero.cfg_yaml, "--resume", timeout=DEEPSPEED_TIMEOUT)
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    log = zero.logs.read_text()
-    assert "DeepSpeed ZeRO stage 3 over 2 processes" in log and "Resuming at step 4 of 9" in log
+    def partitions_moved_into_resume(folder: ExperimentFolder) -> None:
+        assert (folder.resume_dir / "deepspeed" / "zero").is_dir()
+        assert not list(folder.path.glob(".resume*")), "DeepSpeed's partitions moved into resume/"
+
+    log = stop_and_resume(cfg, zero, on_stop=partitions_moved_into_resume)
+    assert "DeepSpeed ZeRO stage 3 over 2 processes" in log
 
     whole, reference = checkpoint_weights(zero), checkpoint_weights(single)
     assert whole.keys() == reference.keys()

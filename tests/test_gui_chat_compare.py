@@ -9,7 +9,14 @@ from pathlib import Path
 
 import pytest
 from conftest import load_cfg, pattern_rows, tiny_config
-from gui_harness import browser_page, running_app, screenshot, wait_for_text
+from gui_harness import (
+    add_dataset,
+    add_experiment,
+    browser_page,
+    running_app,
+    screenshot,
+    wait_for_text,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -31,33 +38,15 @@ def experiments(workdir, tiny_model_dir) -> dict:
     from llm_studio.config.classification import ClassificationConfig
     from llm_studio.config.yaml_io import save_config
     from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
-    from llm_studio.store import DatasetRecord, ExperimentRecord, Store
     from llm_studio.training.loop import run_experiment
 
     csv = workdir / "pattern.csv"
     pattern_rows(48).to_csv(csv, index=False)
-    store = Store(workdir / "data" / "dbs" / "llmstudio.db")
-    dataset = store.add_dataset(
-        DatasetRecord(
-            name="pattern",
-            path=str(workdir),
-            config_file=str(workdir / "dataset.yaml"),
-            problem_type="text_causal_language_modeling",
-            train_dataframe=str(csv),
-        )
-    )
+    dataset = add_dataset(workdir, "pattern", csv, "text_causal_language_modeling")
     records = {}
 
     def register(name: str, folder: Path, problem_type: str):
-        records[name] = store.add_experiment(
-            ExperimentRecord(
-                name=name,
-                dataset_id=dataset.id,
-                path=str(folder),
-                problem_type=problem_type,
-                config_file=str(folder / "cfg.yaml"),
-            )
-        )
+        records[name] = add_experiment(workdir, dataset, folder, problem_type)
 
     for name, lr in LEARNING_RATES.items():
         out = workdir / "output" / "user" / name

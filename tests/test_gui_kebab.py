@@ -11,6 +11,8 @@ import pytest
 import yaml
 from conftest import pattern_rows, tiny_config
 from gui_harness import (
+    add_dataset,
+    add_experiment,
     browser_page,
     menu,
     open_menu,
@@ -34,21 +36,11 @@ SOURCE = "kebab-source"
 def register_source(workdir: Path, tiny_model_dir: Path) -> None:
     """A finished experiment with recognisable settings, and its dataset, in the app's store."""
     from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
-    from llm_studio.store import DatasetRecord, ExperimentRecord, Store
 
     workdir.mkdir(parents=True)
     csv = workdir / "pattern.csv"
     pattern_rows(48).to_csv(csv, index=False)
-    store = Store(workdir / "data" / "dbs" / "llmstudio.db")
-    dataset = store.add_dataset(
-        DatasetRecord(
-            name="pattern",
-            path=str(workdir),
-            config_file=str(workdir / "dataset.yaml"),
-            problem_type="text_causal_language_modeling",
-            train_dataframe=str(csv),
-        )
-    )
+    dataset = add_dataset(workdir, "pattern", csv, "text_causal_language_modeling")
     out = workdir / "output" / "user" / SOURCE
     data = tiny_config(
         tiny_model_dir, csv, out, training={"epochs": 3}, prediction={"max_length_inference": 5}
@@ -57,15 +49,7 @@ def register_source(workdir: Path, tiny_model_dir: Path) -> None:
     out.mkdir(parents=True)
     (out / "cfg.yaml").write_text(yaml.safe_dump(data))
     ExperimentFolder(out).write_status(ExperimentStatus(state="finished", progress=1.0))
-    store.add_experiment(
-        ExperimentRecord(
-            name=SOURCE,
-            dataset_id=dataset.id,
-            path=str(out),
-            problem_type=data["problem_type"],
-            config_file=str(out / "cfg.yaml"),
-        )
-    )
+    add_experiment(workdir, dataset, out, data["problem_type"])
 
 
 def test_row_menu_new_stop_rename_delete(tmp_path, tiny_model_dir):

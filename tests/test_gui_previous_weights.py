@@ -13,6 +13,8 @@ import torch
 import yaml
 from conftest import load_cfg, pattern_rows, tiny_config
 from gui_harness import (
+    add_dataset,
+    add_experiment,
     browser_page,
     menu,
     row,
@@ -37,7 +39,6 @@ def register_trained_source(workdir, tiny_model_dir) -> None:
     backbone everywhere), and its dataset, in the app's store."""
     from llm_studio.config.yaml_io import save_config
     from llm_studio.experiments.folder import ExperimentStatus
-    from llm_studio.store import DatasetRecord, ExperimentRecord, Store
     from llm_studio.training.loop import run_experiment
 
     workdir.mkdir(parents=True)
@@ -53,40 +54,17 @@ def register_trained_source(workdir, tiny_model_dir) -> None:
     )
     data["experiment_name"] = SOURCE
     assert run_experiment(load_cfg(data), ExperimentStatus(state="running")).state == "finished"
-    store = Store(workdir / "data" / "dbs" / "llmstudio.db")
-    dataset = store.add_dataset(
-        DatasetRecord(
-            name="pattern",
-            path=str(workdir),
-            config_file=str(workdir / "dataset.yaml"),
-            problem_type=data["problem_type"],
-            train_dataframe=str(csv),
-        )
-    )
+    dataset = add_dataset(workdir, "pattern", csv, data["problem_type"])
     # Another dataset of the same problem type, to validate the old model on: other prompts.
     other = pattern_rows(48)
     other["instruction"] = other["instruction"].str.replace("Repeat", "Say", regex=False)
     other.to_csv(workdir / "other.csv", index=False)
     other_cfg = load_cfg(tiny_config(tiny_model_dir, workdir / "other.csv", workdir / "unused"))
     save_config(other_cfg, workdir / "other.yaml")
-    store.add_dataset(
-        DatasetRecord(
-            name="other",
-            path=str(workdir),
-            config_file=str(workdir / "other.yaml"),
-            problem_type=data["problem_type"],
-            train_dataframe=str(workdir / "other.csv"),
-        )
+    add_dataset(
+        workdir, "other", workdir / "other.csv", data["problem_type"], workdir / "other.yaml"
     )
-    store.add_experiment(
-        ExperimentRecord(
-            name=SOURCE,
-            dataset_id=dataset.id,
-            path=str(out),
-            problem_type=data["problem_type"],
-            config_file=str(out / "cfg.yaml"),
-        )
-    )
+    add_experiment(workdir, dataset, out, data["problem_type"])
 
 
 def validate_in_process(cfg: dict, output, pretrained_weights: str) -> pd.DataFrame:

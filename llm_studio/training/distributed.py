@@ -301,10 +301,7 @@ class Distributed:
         try:
             yield whole
         finally:
-            if self.zero3:  # the weights only: the buffers are not sent again
-                _params_to_meta(whole)
-            else:
-                whole.to("meta")
+            _params_to_meta(whole)  # the weights only: non-persistent buffers are not sent again
 
     def _gathered(self, model: torch.nn.Module, trainable_only: bool) -> dict | None:
         """ZeRO-3: the model's (trainable) parameters whole, on rank 0's CPU (None on the

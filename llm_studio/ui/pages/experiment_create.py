@@ -9,7 +9,6 @@ from pathlib import Path
 from h2o_wave import Q, on, ui
 from h2o_wave.core import expando_to_dict
 
-from llm_studio.config.checks import check_config
 from llm_studio.config.grid import MAX_COMBINATIONS, check_combinations, expand_grid, parse_grid
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError
@@ -259,18 +258,23 @@ async def run_anyway(q: Q) -> None:
 
 
 async def _run(q: Q, proceed_on_warnings: bool) -> None:
+    """Check the experiment (or every combination of a grid search) like a YAML run, then
+    submit them all: the runner queues them."""
     state = client_state(q)
-    if state.wizard.get("grid") is not None:
-        await _run_grid(q, proceed_on_warnings)
-        return
     cfg = state.wizard["experiment_cfg"]
     try:
         _read_form(q)
-        folder = experiment_dir(cfg.experiment_name)
-        if state.store.get_experiment_by_name(cfg.experiment_name) or folder.exists():
-            raise ConfigError(f"experiment_name: {cfg.experiment_name!r} is taken")
-        cfg.output_directory = str(folder)
-        result = check_config(cfg, gpu_count=app_runner().gpu_count)
+        experiment_dir(cfg.experiment_name)  # the (base) name must be a valid name already
+        grid = state.wizard.get("grid")
+        configs = [cfg] if grid is None else expand_grid(cfg, parse_grid(cfg, grid))
+        folders = []
+        for one in configs:
+            folder = experiment_dir(one.experiment_name)
+            if state.store.get_experiment_by_name(one.experiment_name) or folder.exists():
+                raise ConfigError(f"experiment_name: {one.experiment_name!r} is taken")
+            one.output_directory = str(folder)
+            folders.append(folder)
+        result = check_combinations(configs, gpu_count=app_runner().gpu_count)
         if result.errors:
             raise ConfigError("; ".join(result.errors))
     except (ConfigError, StoreError) as exc:
@@ -279,38 +283,12 @@ async def _run(q: Q, proceed_on_warnings: bool) -> None:
     if result.warnings and not proceed_on_warnings:
         _experiment_form(q, warnings=result.warnings)
         return
-    await _submit(q, cfg, folder)
-    q.args["#"] = "experiments"
-    await experiments_page(q)
-
-
-async def _run_grid(q: Q, proceed_on_warnings: bool) -> None:
-    """Check every combination like a single run, then submit them all: the runner queues them."""
-    state = client_state(q)
-    cfg = state.wizard["experiment_cfg"]
-    try:
-        _read_form(q)
-        experiment_dir(cfg.experiment_name)  # the base name must be a valid name already
-        configs = expand_grid(cfg, parse_grid(cfg, state.wizard["grid"]))
-        folders = []
-        for one in configs:
-            folder = experiment_dir(one.experiment_name)
-            if state.store.get_experiment_by_name(one.experiment_name) or folder.exists():
-                raise ConfigError(f"experiment_name: {one.experiment_name!r} is taken")
-            one.output_directory = str(folder)
-            folders.append(folder)
-        combined = check_combinations(configs, gpu_count=app_runner().gpu_count)
-        if combined.errors:
-            raise ConfigError("; ".join(combined.errors))
-    except (ConfigError, StoreError) as exc:
-        _experiment_form(q, layout.message(str(exc), "error"))
-        return
-    if combined.warnings and not proceed_on_warnings:
-        _experiment_form(q, warnings=combined.warnings)
-        return
     for one, folder in zip(configs, folders):
         await _submit(q, one, folder)
     q.args["#"] = "experiments"
+    if grid is None:
+        await experiments_page(q)
+        return
     count = len(configs)
     note = f"Started a grid search of {count} experiment{'s' if count != 1 else ''}."
     # The nav's move to #experiments makes the browser send that hash right after: keep the note.
