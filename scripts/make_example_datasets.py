@@ -1,6 +1,8 @@
 """Derive the DPO, classification and regression demo datasets from examples/data/demo_train.csv.
 
-Deterministic: running it again writes the same files.
+Deterministic: running it again writes the same files. These datasets have a single prompt
+column, so a row's `input` (the text its instruction is about) is folded into `instruction`,
+after a blank line: without it the answer could not follow from the prompt.
 - demo_dpo.csv: the demo answer is `output` (chosen); `rejected_response` is another row's answer.
 - demo_classification.csv: `label` is the task family of the instruction (0..4).
 - demo_regression.csv: `target` is the number of words of the answer.
@@ -31,9 +33,14 @@ def family(instruction: str) -> int:
     return len(FAMILIES) - 1
 
 
+def with_input(instruction: str, text: str) -> str:
+    return f"{instruction}\n\n{text}" if text else instruction
+
+
 def main() -> None:
     df = pd.read_csv(DATA / "demo_train.csv", keep_default_na=False)
     roots = df[df["parent_id"] == ""].reset_index(drop=True)
+    roots["instruction"] = [with_input(i, t) for i, t in zip(roots["instruction"], roots["input"])]
     rng = np.random.default_rng(7)
     shift = rng.permutation(len(roots))
     dpo = roots[["id", "instruction", "output"]].copy()

@@ -11,8 +11,9 @@ from llm_studio.ui.datasets_service import import_service
 log = logging.getLogger("llm_studio.ui")
 
 DEFAULT_DATASETS = (
+    # 25 chat rows keep the text their instruction is about in `input`: the prompt needs both.
     ("demo-chat", "text_causal_language_modeling", "demo_train.csv",
-     {"prompt_column": ["instruction"], "answer_column": "output",
+     {"prompt_column": ["instruction", "input"], "answer_column": "output",
       "parent_id_column": "parent_id", "system_column": "system"}),
     ("demo-dpo", "text_dpo_modeling", "demo_dpo.csv",
      {"prompt_column": ["instruction"], "answer_column": "output",
