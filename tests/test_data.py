@@ -10,7 +10,7 @@ from llm_studio.config.sections import DatasetSection
 from llm_studio.data.conversations import build_conversations
 from llm_studio.data.prompt_format import Conversation, PromptFormat
 from llm_studio.data.readers import DataError, read_dataframe
-from llm_studio.data.splitting import split_and_sample
+from llm_studio.data.splitting import MIN_VALIDATION_SAMPLES, split_and_sample
 from llm_studio.data.tokenization import (
     IGNORE_INDEX,
     EncodedSample,
@@ -18,7 +18,7 @@ from llm_studio.data.tokenization import (
     encode_for_training,
     mask_tokens,
 )
-from tests.conftest import load_cfg, pattern_rows, tiny_config
+from tests.conftest import REPO, load_cfg, pattern_rows, tiny_config
 
 # --- reading files -----------------------------------------------------------------------------
 
@@ -248,17 +248,50 @@ def test_automatic_split_keeps_chains_on_one_side(tmp_path):
 
 def test_validation_size_scales_the_validation_set(tmp_path):
     path = tmp_path / "chat.csv"
-    df = chain_frame()
+    df = chain_frame(120)  # 0.1 of it is above the minimum of validation samples
     df.to_csv(path, index=False)
     counts = {}
     for size in (0.1, 0.5):
         cfg = split_cfg(tmp_path, path, parent_id_column="parent_id", validation_size=size)
         split = split_and_sample(cfg, seed=1)
         counts[size] = (len({chain_of(c) for c in split.validation}), len(split.validation))
-    assert counts[0.1][0] == 4
-    assert counts[0.5][0] == 20
+    assert counts[0.1][0] == 12
+    assert counts[0.5][0] == 60
     assert counts[0.5][1] > 2 * counts[0.1][1]
     assert 0.3 * len(df) < counts[0.5][1] < 0.7 * len(df)
+
+
+def default_split(sample: float | None = None, seed: int = 0):
+    """The demo chat data split with a new experiment's defaults (validation_size 0.01)."""
+    from llm_studio.config.problem_types import PROBLEM_TYPES
+
+    cfg = PROBLEM_TYPES["text_causal_language_modeling"]()
+    cfg.dataset.train_dataframe = str(REPO / "examples" / "data" / "demo_train.csv")
+    if sample is not None:
+        cfg.dataset.data_sample = sample
+    return cfg, split_and_sample(cfg, seed=seed)
+
+
+def test_default_validation_size_keeps_ten_samples_even_on_a_sample():
+    # 400 rows: validation_size 0.01 alone would hold out 4, and a 5 % data sample 1 (Best,
+    # Worst and Random the same row). Validation keeps 10, so 5 best and 5 worst differ.
+    cfg, full = default_split()
+    assert cfg.dataset.validation_size == 0.01
+    assert len(full.validation) == MIN_VALIDATION_SAMPLES == 10
+    _, sampled = default_split(sample=0.05)
+    assert len(sampled.validation) == 10
+    assert set(sampled.validation) <= set(full.validation)  # sampled from the same split
+    assert len(sampled.train) == round(0.05 * len(full.train))
+    # Whole chains: a follow-up turn is held out only with its first turn.
+    val_prompts = {c.prompts[0] for c in full.validation}
+    assert not any(c.prompts[0] in val_prompts for c in full.train if len(c.prompts) > 1)
+
+
+def test_small_data_holds_out_at_most_half(tmp_path):
+    path = tmp_path / "small.csv"
+    pattern_rows(8).to_csv(path, index=False)
+    split = split_and_sample(split_cfg(tmp_path, path, validation_size=0.01), seed=0)
+    assert (len(split.train), len(split.validation)) == (4, 4)
 
 
 def test_split_is_reproducible_for_a_seed(tmp_path):

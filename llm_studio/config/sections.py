@@ -39,7 +39,10 @@ class DataSourceSection:
         range=(0.0, 0.95),
         step=0.01,
         shown_if={"validation_strategy": "automatic"},
-        tip="Share of the train data held out for validation (whole conversations stay together).",
+        tip="Share of the train data held out for validation (whole conversations stay "
+        "together). At least 10 samples are held out (half the data when it has fewer than "
+        "20) and the data sample keeps them all, so validation's Best and Worst insights, "
+        "5 samples each, show different rows.",
     )
     data_sample: float = setting(
         1.0,

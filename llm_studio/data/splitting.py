@@ -13,6 +13,12 @@ from llm_studio.data.personalize import personalize
 from llm_studio.data.prompt_format import Conversation
 from llm_studio.data.readers import DataError, read_dataframe
 
+# Validation insights show the 5 best and the 5 worst samples: with fewer than 10 validation
+# samples they overlap (with one, Best, Worst and Random are the same row), and a metric over
+# a handful of rows says little. The automatic split and the data sample keep at least this
+# many (at most half the data); docs/settings.md states the rule under validation_size.
+MIN_VALIDATION_SAMPLES = 10
+
 
 @dataclass
 class SplitData:
@@ -34,14 +40,14 @@ def split_and_sample(cfg, seed: int, task=None) -> SplitData:
         val_convs = [c for c, keep in zip(val_convs, _kept_rows(val_df, ds)) if keep]
         train_convs = [c for c, keep in zip(train_convs, train_keep) if keep]
     else:
-        train_rows, val_rows = _automatic_split(train_df, ds, rng)
+        train_rows, val_rows = _automatic_split(train_df, ds, rng, train_keep)
         val_convs = [train_convs[i] for i in val_rows if train_keep[i]]
         train_convs = [train_convs[i] for i in train_rows if train_keep[i]]
 
     if "Train" in ds.data_sample_choice:
         train_convs = _sample(train_convs, ds.data_sample, rng)
     if "Validation" in ds.data_sample_choice:
-        val_convs = _sample(val_convs, ds.data_sample, rng)
+        val_convs = _sample(val_convs, ds.data_sample, rng, at_least=MIN_VALIDATION_SAMPLES)
     if cfg.training.train_validation_data:
         train_convs = train_convs + val_convs
     if getattr(ds, "personalize", False):
@@ -67,19 +73,31 @@ def _kept_rows(df: pd.DataFrame, ds) -> list[bool]:
     return [True] * len(df)
 
 
-def _automatic_split(df: pd.DataFrame, ds, rng: np.random.Generator) -> tuple[list[int], list[int]]:
+def _automatic_split(
+    df: pd.DataFrame, ds, rng: np.random.Generator, keep: list[bool]
+) -> tuple[list[int], list[int]]:
+    """Hold out `validation_size` of the conversations (chains stay whole), but at least
+    MIN_VALIDATION_SAMPLES kept rows, or half of them when the data is smaller."""
     roots = np.asarray(chain_roots(df, ds))
-    groups = np.unique(roots)
-    n_val = int(round(len(groups) * ds.validation_size))
-    n_val = min(max(n_val, 1), len(groups) - 1) if len(groups) > 1 else 0
-    val_groups = set(rng.choice(groups, size=n_val, replace=False).tolist())
-    in_val = np.isin(roots, list(val_groups))
+    groups, group_of_row = np.unique(roots, return_inverse=True)
+    if len(groups) < 2:
+        return list(range(len(df))), []
+    samples = np.bincount(
+        group_of_row, weights=np.asarray(keep, dtype=float), minlength=len(groups)
+    )
+    order = rng.permutation(len(groups))
+    by_size = int(round(len(groups) * ds.validation_size))
+    floor = min(MIN_VALIDATION_SAMPLES, int(samples.sum()) // 2)
+    # The fewest groups, in the drawn order, that hold `floor` samples.
+    by_floor = int(np.searchsorted(np.cumsum(samples[order]), floor)) + 1 if floor else 0
+    n_val = min(max(by_size, by_floor, 1), len(groups) - 1)
+    in_val = np.isin(group_of_row, order[:n_val])
     return np.flatnonzero(~in_val).tolist(), np.flatnonzero(in_val).tolist()
 
 
-def _sample(items: list, fraction: float, rng: np.random.Generator) -> list:
+def _sample(items: list, fraction: float, rng: np.random.Generator, at_least: int = 1) -> list:
     if fraction >= 1.0 or not items:
         return items
-    n = max(1, int(round(len(items) * fraction)))
+    n = min(len(items), max(at_least, 1, int(round(len(items) * fraction))))
     keep = np.sort(rng.choice(len(items), size=n, replace=False))
     return [items[i] for i in keep]
