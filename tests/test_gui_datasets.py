@@ -63,6 +63,14 @@ def test_home_counts_and_default_datasets(page, app_url):
     wait_for_text(page, "Disk free")
     screenshot(page, "home")
     assert page.locator("text=Memory free").count() == 1
+    # Every stat's icon is one Wave's icon set has: it draws an svg of some size, not nothing.
+    icons = page.locator("[data-test=home_stats] i[data-icon-name]")
+    assert icons.count() == 6
+    for i in range(icons.count()):
+        icon = icons.nth(i)
+        name = icon.get_attribute("data-icon-name")
+        box = icon.locator("svg").bounding_box() if icon.locator("svg path").count() else None
+        assert box and box["width"] > 0 and box["height"] > 0, f"icon {name} renders empty"
     page.goto(app_url + "#datasets")
     for name in ("demo-chat", "demo-dpo", "demo-classification", "demo-regression"):
         wait_for_text(page, name)
@@ -124,6 +132,42 @@ def test_import_by_local_path(page, app_url, workdir):
     wait_for_text(page, "from-local")
 
 
+def test_local_import_names_the_allowed_folders_and_keeps_a_refused_path(
+    page, app_url, workdir, tmp_path, monkeypatch
+):
+    from llm_studio.connectors import local_roots
+
+    monkeypatch.setenv("H2O_LLM_STUDIO_WORKDIR", str(workdir))
+    roots = [str(root) for root in local_roots()]  # the app's: its HOME and its workdir
+    outside = tmp_path / "outside.csv"
+    pattern_rows(5).to_csv(outside, index=False)
+    assert not any(outside.resolve().is_relative_to(root) for root in roots)
+
+    page.goto(app_url + "#dataset/import")
+    wait_for_text(page, "Source")
+    choose(page, "Source", "Local")
+    hint = page.get_by_text("Local import reads files only under")
+    for root in roots:
+        expect(hint).to_contain_text(root)
+    expect(hint).to_contain_text("LLM_STUDIO_LOCAL_ROOTS")
+    page.get_by_label("File location").fill(str(outside))
+    page.get_by_role("button", name="Continue").click()
+    error = page.get_by_text("is outside the allowed folders")
+    expect(error).to_be_visible(timeout=30_000)
+    for root in roots:
+        expect(error).to_contain_text(root)
+    expect(page.get_by_label("File location")).to_have_value(str(outside))
+    screenshot(page, "import_local_outside_roots")
+
+    page.goto(app_url + "#settings")
+    wait_for_text(page, "Credential handler")
+    shown = page.get_by_label("Allowed local folders")
+    expect(shown).to_have_value(", ".join(roots))
+    assert shown.get_attribute("readonly") is not None
+    shown.scroll_into_view_if_needed()
+    screenshot(page, "settings_local_roots")
+
+
 def test_bad_file_is_refused_on_the_page_and_leaves_nothing(page, app_url, workdir, tmp_path):
     before = user_datasets(workdir)
     empty = tmp_path / "empty.csv"
@@ -158,6 +202,52 @@ def test_dataset_tabs(page, app_url):
     wait_for_text(page, "Backbone dtype")
     expect(page.get_by_role("combobox", name="Dataset")).to_have_text("demo-chat")
     assert page.get_by_label("Experiment name").input_value() == "demo-chat-1"
+
+
+def dark_pixels(canvas) -> int:
+    """Opaque pixels of a chart canvas that are nearly black, as the bars are."""
+    return canvas.evaluate(
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 200 && d[i] < 80) n++;
+            return n;
+        }"""
+    )
+
+
+def test_length_charts_for_constant_and_empty_columns(page, app_url, tmp_path):
+    rows = pattern_rows(30)
+    rows["instruction"] = "Say hello please"  # every prompt 3 words long
+    rows["notes"] = ""  # a column with nothing in it
+    csv = tmp_path / "constant.csv"
+    rows.to_csv(csv, index=False)
+    upload_and_configure(page, app_url, csv)
+    page.get_by_label("Dataset name").fill("constant-prompts")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "Data validity check")
+    page.get_by_role("button", name="Continue").click()
+    wait_for_text(page, "View datasets")
+    _open(page, app_url, "constant-prompts")
+    wait_for_text(page, "Say hello please")
+    assert "nan" not in page.locator("[data-test=sample_table]").inner_text().split()
+
+    page.get_by_role("tab", name="Train data statistics").click()
+    wait_for_text(page, "Prompt length in words")
+    expect(page.get_by_text("Prompt length in words").locator("xpath=..")).to_contain_text(
+        "(mean 3.0, median 3, max 3, 30 rows)"
+    )
+    # A drawn bar chart: its bars fill far more dark pixels than the axes' labels alone.
+    for chart in ("prompt_length_chart", "answer_length_chart"):
+        canvas = page.locator(f"[data-test={chart}] canvas")
+        expect(canvas).to_have_count(1)
+        deadline = time.time() + 15  # the bars grow in with an animation
+        while dark_pixels(canvas) < 10_000 and time.time() < deadline:
+            time.sleep(0.3)
+        assert dark_pixels(canvas) >= 10_000, f"{chart} shows no bars"
+    text = page.locator("[data-test=dataset]").inner_text()
+    assert "nan" not in text.lower().split() and "3–3" not in text
+    screenshot(page, "statistics_constant_lengths")
 
 
 def _open(page, url, name) -> None:

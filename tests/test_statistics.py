@@ -90,8 +90,8 @@ def test_small_frame_statistics_are_hand_checked(tmp_path):
     assert (total.min, total.max) == (2, 8)  # "blue sky" alone; the last row's 3 + 5
     for dist in stats.lengths:
         assert sum(dist.histogram.counts) == stats.rows
-        assert len(dist.histogram.edges) == len(dist.histogram.counts) + 1 == 20 + 1
-        assert dist.histogram.edges[0] == dist.min and dist.histogram.edges[-1] == dist.max
+        assert len(dist.histogram.edges) == len(dist.histogram.counts) + 1 <= 20 + 1
+        assert dist.histogram.edges[0] == dist.min and dist.histogram.edges[-1] == dist.max + 1
     assert stats.length("prompt", "tokens") is None  # no tokenizer given
 
 
@@ -166,12 +166,32 @@ def test_odd_columns_and_json_round_trip():
     assert back == stats
 
 
-def test_histogram_bins_and_constant_values():
+def test_histogram_bins_are_whole_lengths_and_constant_values_fill_one_bar():
     h = histogram(np.array([0, 1, 2, 3, 10]), bins=5)
-    assert h.counts == [2, 2, 0, 0, 1] and h.edges == [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]
+    # 0..10 is 11 lengths: bins of 3, the last one ending at the largest length
+    assert h.counts == [3, 1, 0, 1] and h.edges == [0.0, 3.0, 6.0, 9.0, 11.0]
+    assert h.bars() == [("0–2", 3), ("3–5", 1), ("6–8", 0), ("9–10", 1)]
+    # Few distinct lengths: one bar per length, none between two whole numbers.
+    assert histogram(np.array([2, 4, 4, 6])).bars() == [
+        ("2", 1), ("3", 0), ("4", 2), ("5", 0), ("6", 1)
+    ]  # fmt: skip
     flat = histogram(np.array([4, 4, 4]), bins=3)
-    assert sum(flat.counts) == 3 and flat.edges[0] == 4.0
-    assert sum(histogram(np.array([], dtype=np.int64)).counts) == 0
+    assert flat.bars() == [("4", 3)]
+    assert histogram(np.array([], dtype=np.int64)).bars() == [("0", 0)]
+
+
+def test_constant_and_empty_columns_give_one_bar_and_no_nan():
+    df = pd.DataFrame(
+        {
+            "instruction": ["Say hello please"] * 30,  # always 3 words
+            "output": [None] * 30,  # an empty answer column
+            "notes": [np.nan] * 30,
+        }
+    )
+    stats = frame_statistics(df, chat_cfg())
+    assert stats.length("prompt").histogram.bars() == [("3", 30)]
+    assert stats.length("answer").histogram.bars() == [("0", 30)]
+    stats.to_json()  # written with allow_nan=False: a nan anywhere would raise
 
 
 # --- the cache --------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ import pyarrow.compute as pc
 from llm_studio.atomic import write_text_atomic
 from llm_studio.data.readers import DataError, read_dataframe
 
-STATS_VERSION = 1
+STATS_VERSION = 2  # 2: whole-number bins
 DEFAULT_BINS = 20
 # Token counts beyond this many rows come from a fixed random sample of rows (see `rows`).
 TOKEN_ROWS_LIMIT = 100_000
@@ -39,10 +39,19 @@ _QUANTILES = (50, 95, 99)
 
 @dataclass
 class Histogram:
-    """`counts[i]` values fall in [edges[i], edges[i + 1]) (the last bin includes its end)."""
+    """`counts[i]` values fall in [edges[i], edges[i + 1]). Lengths are whole numbers and the
+    edges too, so bin i holds the lengths edges[i] .. edges[i + 1] - 1."""
 
     counts: list[int]
     edges: list[float]
+
+    def bars(self) -> list[tuple[str, int]]:
+        """(label, count) per bin for a chart: "7" for a bin of one length, else "10–14"."""
+        out = []
+        for i, count in enumerate(self.counts):
+            lo, hi = int(self.edges[i]), int(self.edges[i + 1]) - 1
+            out.append((str(lo) if hi <= lo else f"{lo}–{hi}", int(count)))
+        return out
 
 
 @dataclass
@@ -230,15 +239,18 @@ def word_counts(arr: pa.Array) -> np.ndarray:
 
 
 def histogram(values: np.ndarray, bins: int = DEFAULT_BINS) -> Histogram:
-    """`bins` equal-width bins from the smallest to the largest value."""
-    values = np.asarray(values)
+    """At most `bins` bins of one whole-number width (the last may be narrower), from the
+    smallest length to the largest: a column of one length gives one bin, and no bin falls
+    between two whole numbers."""
+    values = np.asarray(values, dtype=np.int64)
     if values.size == 0:
-        lo, hi = 0.0, 1.0
-    else:
-        lo, hi = float(values.min()), float(values.max())
-        if hi <= lo:
-            hi = lo + 1.0
-    counts, edges = np.histogram(values, bins=bins, range=(lo, hi))
+        return Histogram(counts=[0], edges=[0.0, 1.0])
+    lo, hi = int(values.min()), int(values.max())
+    width = max(1, -(-(hi - lo + 1) // bins))
+    n = -(-(hi - lo + 1) // width)
+    counts = np.bincount((values - lo) // width, minlength=n)
+    edges = lo + width * np.arange(n + 1)
+    edges[-1] = hi + 1  # the last bin may be narrower: it ends at the largest length
     return Histogram(counts=[int(c) for c in counts], edges=[float(e) for e in edges])
 
 

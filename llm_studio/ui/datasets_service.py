@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from llm_studio.connectors import local_roots
+from llm_studio.connectors.local import ROOTS_ENV
 from llm_studio.store import DatasetRecord, Store
 from llm_studio.store.imports import ImportedDataset, ImportService
 
@@ -42,3 +44,12 @@ class StoreRecords:
 
 def import_service(store: Store) -> ImportService:
     return ImportService(StoreRecords(store))
+
+
+def local_roots_note() -> str:
+    """Markdown naming the folders a Local import may read, and how to change them."""
+    roots = ", ".join(f"`{root}`" for root in local_roots())
+    return (
+        f"Local import reads files only under {roots}. To allow other folders, set "
+        f"`{ROOTS_ENV}` (folders separated by `:`) before starting LLM Studio."
+    )

@@ -16,7 +16,7 @@ from llm_studio.data.readers import DataError
 from llm_studio.store import StoreError
 from llm_studio.store.imports import suggest_columns, suggest_dataframes
 from llm_studio.ui import layout
-from llm_studio.ui.datasets_service import import_service
+from llm_studio.ui.datasets_service import import_service, local_roots_note
 from llm_studio.ui.state import client_state
 
 SOURCES = {"upload": "Upload", "local": "Local", "s3": "AWS S3", "kaggle": "Kaggle"}
@@ -51,7 +51,11 @@ async def change_source(q: Q) -> None:
     await _source_form(q, q.args.import_source)
 
 
-async def _source_form(q: Q, source: str, note: ui.Component | None = None) -> None:
+async def _source_form(
+    q: Q, source: str, note: ui.Component | None = None, values: dict | None = None
+) -> None:
+    """`values`: what the user typed, shown again after an error (secrets excepted)."""
+    values = values or {}
     items: list = [note] if note else []
     items.append(
         ui.dropdown(
@@ -74,11 +78,14 @@ async def _source_form(q: Q, source: str, note: ui.Component | None = None) -> N
             )
         )
     else:
+        if source == "local":
+            items.append(ui.text(local_roots_note()))
         for param in CONNECTORS[source].params:
             items.append(
                 ui.textbox(
                     name=f"param_{param.name}",
                     label=param.label,
+                    value=None if param.secret else values.get(param.name) or None,
                     password=param.secret,
                     required=param.required,
                     tooltip=param.tip or None,
@@ -120,7 +127,7 @@ async def _fetch(q: Q, source: str, params: dict) -> None:
         staged = await q.run(service.stage, source, params)
         infos = await q.run(service.inspect, staged)
     except (DataError, StoreError, OSError) as exc:
-        await _source_form(q, source, _error(q, exc))
+        await _source_form(q, source, _error(q, exc), params)
         return
     state.wizard.update(staged=staged, infos=infos, editing=None, source=source)
     train, validation = suggest_dataframes(staged.dataframes)

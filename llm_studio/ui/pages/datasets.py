@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from h2o_wave import Q, on, ui
+import pandas as pd
+from h2o_wave import Q, data, on, ui
 
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.yaml_io import load_config
@@ -134,8 +135,16 @@ async def _sample_tab(q: Q, record) -> list:
 
 
 def _short(value, limit: int = 300) -> str:
-    text = "" if value is None else str(value)
+    text = "" if _missing(value) else str(value)
     return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _missing(value) -> bool:
+    """An empty CSV cell (None, NaN, pandas' NA) shows as an empty cell, not "nan"."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and arrays are values
+        return False
 
 
 async def _visualization_tab(q: Q, record) -> list:
@@ -191,22 +200,46 @@ async def _statistics_tab(q: Q, record) -> list:
         )
     items: list = [ui.table(name="statistics_table", columns=columns, rows=rows, height="260px")]
     for field in ("prompt", "answer"):
-        distribution = next((d for d in stats.lengths if d.field == field), None)
-        if distribution is None:
-            continue
-        hist = distribution.histogram
-        bars = "\n".join(
-            f"| {hist.edges[i]:.0f}–{hist.edges[i + 1]:.0f} | {count} |"
-            for i, count in enumerate(hist.counts)
-        )
-        items.append(
-            ui.text(
-                f"**{field.capitalize()} length in {distribution.unit}** (mean "
-                f"{distribution.mean:.1f}, max {distribution.max:.0f})\n\n"
-                f"| {distribution.unit} | rows |\n|---|---|\n{bars}"
-            )
-        )
+        distribution = stats.length(field)
+        if distribution is not None:
+            items += _length_chart(field, distribution)
     return items
+
+
+def _length_chart(field: str, distribution) -> list:
+    """A bar per length bin: how many rows have a prompt (or answer) of that many words."""
+    unit = distribution.unit
+    median = distribution.quantiles.get("50%")
+    summary = f"mean {distribution.mean:.1f}, " + (
+        f"median {median:.0f}, " if median is not None else ""
+    )
+    return [
+        ui.text(
+            f"**{field.capitalize()} length in {unit}** ({summary}max {distribution.max}, "
+            f"{distribution.rows} rows)"
+        ),
+        ui.visualization(
+            name=f"{field}_length_chart",
+            plot=ui.plot(
+                [
+                    ui.mark(
+                        type="interval",
+                        x=f"={unit}",
+                        y="=rows",
+                        x_title=f"{field} length ({unit})",
+                        y_title="rows",
+                        y_min=0,
+                    )
+                ]
+            ),
+            data=data(
+                fields=[unit, "rows"],
+                rows=[[label, count] for label, count in distribution.histogram.bars()],
+                pack=True,
+            ),
+            height="220px",
+        ),
+    ]
 
 
 async def _summary_tab(q: Q, record) -> list:

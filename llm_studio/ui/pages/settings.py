@@ -7,7 +7,9 @@ import os
 from h2o_wave import Q, on, ui
 
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
+from llm_studio.connectors import local_roots
 from llm_studio.ui import layout, secrets
+from llm_studio.ui.datasets_service import local_roots_note
 from llm_studio.ui.state import client_state
 
 THEMES = ("light", "h2o-dark", "neon")
@@ -60,9 +62,25 @@ def _form(q: Q, note: ui.Component | None = None) -> None:
             value=store.get_setting("theme", "light"),
             choices=[ui.choice(t, t) for t in THEMES],
         ),
-        ui.buttons([ui.button(name="save_settings", label="Save settings", primary=True)]),
     ]
+    items += _local_import_items()
+    items.append(ui.buttons([ui.button(name="save_settings", label="Save settings", primary=True)]))
     layout.show(q, {"settings": ui.form_card(box="main", title="Settings", items=items)})
+
+
+def _local_import_items() -> list:
+    """Read-only: the folders are set by the environment when the app starts."""
+    return [
+        ui.separator(),
+        ui.text_l("Local import"),
+        ui.textbox(
+            name="local_roots",
+            label="Allowed local folders",
+            value=", ".join(str(root) for root in local_roots()),
+            readonly=True,
+        ),
+        ui.text(local_roots_note()),
+    ]
 
 
 @on("#settings")
