@@ -202,6 +202,8 @@ def test_dataset_tabs(page, app_url):
     wait_for_text(page, "Backbone dtype")
     expect(page.get_by_role("combobox", name="Dataset")).to_have_text("demo-chat")
     assert page.get_by_label("Experiment name").input_value() == "demo-chat-1"
+    # The demo's context rows keep their text in `input`: the pre-filled prompt uses it too.
+    expect(page.get_by_label("Prompt column", exact=True)).to_have_value("instruction,input")
 
 
 def dark_pixels(canvas) -> int:
