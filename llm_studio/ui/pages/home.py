@@ -39,7 +39,7 @@ async def home(q: Q) -> None:
     gpus = _gpus()
     items = [
         ui.stat(label="Datasets", value=str(len(datasets)), icon="Database"),
-        ui.stat(label="Experiments", value=str(len(experiments)), icon="FlaskFilled"),
+        ui.stat(label="Experiments", value=str(len(experiments)), icon="TestBeaker"),
         ui.stat(label="Running", value=str(running), icon="Play"),
         ui.stat(
             label="Disk free",
