@@ -225,6 +225,7 @@ def test_live_experiment_page_follows_the_run_and_leaves_nothing_behind(tmp_path
     try:
         with running_app(workdir) as url, browser_page() as page:
             wait_for_app_port(workdir)
+            page.add_init_script(RECORD_CANVAS_TEXT)
             follow_a_run(page, url, tiny_model_dir)
     finally:
         end_training(workdir / "output" / "user" / "gui-live")
@@ -274,7 +275,12 @@ def follow_a_run(page, url: str, tiny_model_dir: Path) -> None:
     assert page.evaluate("window.__not_reloaded === true"), "the page reloaded"
     page.locator('[data-test="chart_BLEU"] canvas').first.wait_for(timeout=30_000)
     expect(page.get_by_text("No chart points yet.")).to_have_count(0)
+    time.sleep(1)  # let the last refresh draw
     screenshot(page, "pages_live_finished")
+    drawn = page.evaluate("window.__drawn")
+    assert {"train", "validation"} <= set(drawn), drawn
+    long_numbers = [t for t in drawn if significant_digits(t) > 5]
+    assert not long_numbers, long_numbers  # e.g. tick arithmetic as 6.289999999999999
 
     # Leaving the page takes its cards (those the refresh added too) and its refresh along.
     for nav, card in (

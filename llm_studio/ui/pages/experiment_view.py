@@ -94,8 +94,9 @@ def _refresh_tab(q: Q, record, tab: str) -> None:
     """Follow the run: the header's state and the tab's cards, those it no longer has removed
     (e.g. "No chart points yet." once the charts come), nothing sent while nothing changed."""
     seen = _folder_state(record)
-    if seen == q.client.experiment_seen and tab != "summary":
-        return  # the summary's run time goes on while the files rest
+    ticking = tab == "summary" and seen[0] == "running"  # its run time goes on
+    if seen == q.client.experiment_seen and not ticking:
+        return
     q.client.experiment_seen = seen
     q.page["experiment"].title = _title(record)
     layout.update(q, TAB_CARDS[tab](record), keep=("experiment",))
