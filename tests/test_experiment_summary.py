@@ -26,3 +26,16 @@ def test_summary_reads_new_points_status_changes_and_rewritten_charts(tmp_path):
     folder.charts_file.write_text("")  # a rerun starts fresh charts
     folder.append_chart("validation/BLEU", 1, 1.0, 0.1)
     assert cache.get(tmp_path).best == {"BLEU": 1.0}
+
+
+def test_summary_follows_the_latest_throughput_and_knows_old_runs_lack_it(tmp_path):
+    folder = ExperimentFolder(tmp_path)
+    folder.append_chart("train/loss", 1, 2.0, 0.1)
+    cache = SummaryCache()
+    assert cache.get(tmp_path).tokens_per_s is None  # a run from before tokens/s was charted
+    folder.append_chart("train/tokens_per_s", 1, 900.0, 0.1)
+    folder.append_chart("train/tokens_per_s", 2, 1200.0, 0.2)
+    assert cache.get(tmp_path).tokens_per_s == 1200.0
+    folder.charts_file.write_text("")  # a rerun starts fresh charts
+    folder.append_chart("train/loss", 1, 2.0, 0.1)
+    assert cache.get(tmp_path).tokens_per_s is None

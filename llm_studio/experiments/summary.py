@@ -12,12 +12,14 @@ from pathlib import Path
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 
 HIGHER_IS_BETTER = {"BLEU", "GPT", "AUC", "Accuracy"}
+THROUGHPUT = "train/tokens_per_s"  # loss-bearing tokens per second, as training measures it
 
 
 @dataclass
 class ExperimentSummary:
     status: ExperimentStatus | None = None
     best: dict[str, float] = field(default_factory=dict)  # validation metric name -> best value
+    tokens_per_s: float | None = None  # the latest train/tokens_per_s; None before it was written
     _status_mtime: float = -1.0
     _charts_offset: int = 0
 
@@ -47,9 +49,11 @@ class SummaryCache:
         except FileNotFoundError:
             size = 0
         if size < entry._charts_offset:  # rewritten (a rerun or a resume): read it afresh
-            entry._charts_offset, entry.best = 0, {}
+            entry._charts_offset, entry.best, entry.tokens_per_s = 0, {}, None
         points, entry._charts_offset = folder.read_charts(entry._charts_offset)
         for p in points:
+            if p.name == THROUGHPUT:
+                entry.tokens_per_s = p.value
             if not p.name.startswith("validation/") or p.name == "validation/loss":
                 continue
             metric = p.name.split("/", 1)[1]

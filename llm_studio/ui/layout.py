@@ -63,14 +63,38 @@ def frame(q: Q) -> None:
 
 
 def show(q: Q, cards: dict) -> None:
-    """Replace the main zone's cards with `cards` (name -> card); the nav marks the page."""
+    """Replace the main zone's cards with `cards` (name -> card); the nav marks the page.
+
+    Leaving a page ends its refresh loop here, so no loop outlives its page to draw cards on
+    the next one; a live page starts its loop again after showing itself."""
+    stop_refresh(q)
     for name in q.client[MAIN_CARDS] or []:
         del q.page[name]
     for name, card in cards.items():
         q.page[name] = card
     q.client[MAIN_CARDS] = list(cards)
-    q.client.page_key = None  # a live page sets its key again; other pages stop its refresh
     q.page["nav"].value = f"#{q.args['#']}" if q.args["#"] else "#home"
+
+
+def update(q: Q, cards: dict, keep: tuple[str, ...] = ()) -> None:
+    """Re-render the live part of the shown page: `cards` replace its main-zone cards except
+    those in `keep`; a card the page no longer has (e.g. "no points yet") is deleted. Every
+    card is recorded, so the next page removes all of them."""
+    shown = q.client[MAIN_CARDS] or []
+    for name in shown:
+        if name not in cards and name not in keep:
+            del q.page[name]
+    for name, card in cards.items():
+        q.page[name] = card
+    q.client[MAIN_CARDS] = [n for n in shown if n in keep] + list(cards)
+
+
+def stop_refresh(q: Q) -> None:
+    q.client.page_key = None  # a loop between its sleep and its check sees this
+    task = q.client.refresh_task
+    if task is not None and not task.done():
+        task.cancel()
+    q.client.refresh_task = None
 
 
 def message(text: str, kind: str = "info") -> ui.Component:

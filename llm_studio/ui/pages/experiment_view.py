@@ -4,18 +4,20 @@ come from their own modules) and renaming it, from this page or a row of View ex
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
-from h2o_wave import Q, data, on, ui
+from h2o_wave import Q, on, ui
 
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
-from llm_studio.store import StoreError
+from llm_studio.store import Store, StoreError
 from llm_studio.ui import layout
 from llm_studio.ui.pages import experiments
+from llm_studio.ui.pages.experiment_charts import chart_cards
 from llm_studio.ui.pages.experiment_export import export_buttons
-from llm_studio.ui.pages.experiments import experiments_page, keep_fresh
+from llm_studio.ui.pages.experiments import experiments_page, keep_fresh, tokens_per_s
 from llm_studio.ui.state import app_runner, client_state
 
 TABS = (
@@ -27,6 +29,7 @@ TABS = (
     ("config", "Config"),
     ("chat", "Chat"),
 )
+LIVE_TABS = ("charts", "summary", "logs")  # re-rendered while shown, as the run goes on
 
 
 @on("#experiment/{experiment_id:int}")
@@ -45,7 +48,7 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
     cards = {
         "experiment": ui.form_card(
             box="main",
-            title=f"Experiment {record.name} ({app_runner().state(record)})",
+            title=_title(record),
             items=[
                 ui.tabs(
                     name="experiment_tab",
@@ -65,13 +68,38 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
     cards.update(TAB_CARDS[tab](record))
     layout.show(q, cards)
     q.client.page_key = f"experiment/{experiment_id}/{tab}"
-    if tab in ("charts", "logs"):
+    if tab in LIVE_TABS:
+        q.client.experiment_seen = _folder_state(record)
         keep_fresh(q, q.client.page_key, lambda: _refresh_tab(q, record, tab))
 
 
+def _title(record) -> str:
+    return f"Experiment {record.name} ({app_runner().state(record)})"
+
+
+def _folder_state(record) -> tuple:
+    """What a live tab shows changes only when one of these does."""
+    folder = ExperimentFolder(record.path)
+    sizes = []
+    for path in (folder.status_file, folder.charts_file, folder.logs):
+        try:
+            stat = path.stat()
+            sizes.append((stat.st_mtime, stat.st_size))
+        except FileNotFoundError:
+            sizes.append(None)
+    return app_runner().state(record), *sizes
+
+
 def _refresh_tab(q: Q, record, tab: str) -> None:
-    for name, card in TAB_CARDS[tab](record).items():
-        q.page[name] = card
+    """Follow the run: the header's state and the tab's cards, those it no longer has removed
+    (e.g. "No chart points yet." once the charts come), nothing sent while nothing changed."""
+    seen = _folder_state(record)
+    ticking = tab == "summary" and seen[0] == "running"  # its run time goes on
+    if seen == q.client.experiment_seen and not ticking:
+        return
+    q.client.experiment_seen = seen
+    q.page["experiment"].title = _title(record)
+    layout.update(q, TAB_CARDS[tab](record), keep=("experiment",))
 
 
 @on("experiment_tab")
@@ -80,31 +108,31 @@ async def change_experiment_tab(q: Q) -> None:
 
 
 def _charts(record) -> dict:
-    points, _ = ExperimentFolder(record.path).read_charts()
-    cards = {}
-    groups: dict[str, list] = {}
-    for p in points:
-        groups.setdefault(p.name.split("/")[-1], []).append((p.step, p.value, p.name.split("/")[0]))
-    for metric, rows in groups.items():
-        cards[f"chart_{metric}"] = ui.plot_card(
-            box=ui.box("main", width="48%"),
-            title=metric,
-            data=data(fields=["step", "value", "split"], rows=[list(r) for r in rows]),
-            plot=ui.plot([ui.mark(type="line", x="=step", y="=value", color="=split")]),
-        )
-    if not cards:
-        cards["chart_none"] = ui.form_card(box="main", items=[ui.text("No chart points yet.")])
-    return cards
+    return chart_cards(record.path)
 
 
 def _summary(record) -> dict:
-    folder = ExperimentFolder(record.path)
-    status = folder.current_status()
+    """The guide's Summary (name, dataset, problem type, seed, GPUs, loss, metric and its best
+    validation value), with the run's throughput and time."""
+    status = ExperimentFolder(record.path).current_status()
+    summary = experiments.SUMMARIES.get(record.path)
     cfg, _ = load_config(record.config_file)
+    dataset = Store().get_dataset(record.dataset_id)
+    metric = cfg.prediction.metric if hasattr(cfg, "prediction") else ""
+    best = summary.best_of(metric)
+    gpus = getattr(cfg.environment, "gpus", [])
     rows = [
         ("Name", record.name),
+        ("Dataset", dataset.name if dataset else "—"),
         ("Problem type", PROBLEM_TYPE_LABELS.get(record.problem_type, record.problem_type)),
         ("LLM backbone", cfg.llm_backbone),
+        ("Seed", cfg.environment.seed),
+        ("GPUs", ", ".join(map(str, gpus)) if gpus else "none (CPU)"),
+        ("Loss function", getattr(cfg.training, "loss_function", "—")),
+        ("Metric", metric or "—"),
+        (f"Best validation {metric}".rstrip(), "—" if best is None else f"{best:.4f}"),
+        ("Tokens/s", tokens_per_s(summary.tokens_per_s)),
+        ("Run time", _run_time(status)),
         ("Status", app_runner().state(record)),
         ("Progress", f"{(status.progress if status else 0) * 100:.0f}%"),
         ("Error", (status.error or "") if status else ""),
@@ -112,6 +140,15 @@ def _summary(record) -> dict:
     ]
     table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
     return {"experiment_body": ui.form_card(box="main", items=[ui.text(table)])}
+
+
+def _run_time(status) -> str:
+    """h:mm:ss from the start to the last status write (to now while it runs)."""
+    if status is None or status.started_at is None:
+        return "—"
+    end = time.time() if status.state == "running" else status.updated_at
+    hours, seconds = divmod(int(max(0.0, end - status.started_at)), 3600)
+    return f"{hours}:{seconds // 60:02d}:{seconds % 60:02d}"
 
 
 def _train_insights(record) -> dict:

@@ -32,6 +32,11 @@ def _metric_of(config_file: str) -> str:
     return _METRICS[config_file]
 
 
+def tokens_per_s(value: float | None) -> str:
+    """Throughput as a user reads it; "—" for a run from before training measured it."""
+    return "—" if value is None else f"{value:,.0f}"
+
+
 def _row(record, datasets: dict) -> ui.TableRow:
     summary = SUMMARIES.get(record.path)
     status = summary.status
@@ -52,6 +57,7 @@ def _row(record, datasets: dict) -> ui.TableRow:
             "" if best is None else f"{best:.4f}",
             state,
             str(status.progress if status else 0.0),
+            tokens_per_s(summary.tokens_per_s),
             eta,
             time.strftime("%Y-%m-%d %H:%M", time.localtime(record.created_at or 0)),
         ],
@@ -73,27 +79,33 @@ def experiment_rows(store) -> list[ui.TableRow]:
     return [_row(r, datasets) for r in reversed(store.list_experiments())]
 
 
+def _column(name: str, label: str, width: int, **kwargs) -> ui.TableColumn:
+    return ui.table_column(name=name, label=label, min_width=f"{width}px",
+                           max_width=f"{width}px", **kwargs)  # fmt: skip
+
+
 def _experiment_table(q: Q) -> ui.Component:
     store = client_state(q).store
+    # Fixed widths that together fit next to the nav at 1600 px (Wave's default is 150 px a
+    # column and Fluent widens them further, pushing ETA and Start time off-screen).
     columns = [
-        ui.table_column(name="name", label="Name", min_width="160px",
-                        cell_type=ui.markdown_table_cell_type(target="")),
-        ui.table_column(name="actions", label="", min_width="40px",
-                        cell_type=ui.menu_table_cell_type(name="row_commands", commands=[
-                            ui.command(name=name, label=label) for name, label in ROW_MENU])),
-        ui.table_column(name="dataset", label="Dataset"),
-        ui.table_column(name="problem_type", label="Problem type", min_width="180px"),
-        ui.table_column(name="metric", label="Metric"),
-        ui.table_column(name="best", label="Best validation"),
-        ui.table_column(name="status", label="Status"),
-        ui.table_column(name="progress", label="Progress",
-                        cell_type=ui.progress_table_cell_type()),
-        ui.table_column(name="eta", label="ETA"),
-        ui.table_column(name="started", label="Start time"),
+        _column("name", "Name", 150, cell_type=ui.markdown_table_cell_type(target="")),
+        _column("actions", "", 32, cell_type=ui.menu_table_cell_type(name="row_commands",
+                commands=[ui.command(name=name, label=label) for name, label in ROW_MENU])),
+        _column("dataset", "Dataset", 100),
+        _column("problem_type", "Problem type", 170),
+        _column("metric", "Metric", 60),
+        _column("best", "Best validation", 110),
+        _column("status", "Status", 70),
+        _column("progress", "Progress", 80, cell_type=ui.progress_table_cell_type()),
+        _column("tokens_per_s", "Tokens/s", 70),
+        _column("eta", "ETA", 70),
+        _column("started", "Start time", 120),
     ]  # fmt: skip
     rows = experiment_rows(store)
+    # Checkboxes always shown: the guide's Stop and Delete start from selecting rows.
     return ui.table(name="experiments_table", columns=columns, rows=rows, multiple=True,
-                    height="520px")  # fmt: skip
+                    checkbox_visibility="always", height="520px")  # fmt: skip
 
 
 @on("#experiments")
@@ -159,6 +171,9 @@ async def stop_experiments(q: Q) -> None:
 
 
 async def _stop(q: Q, ids: list[int]) -> None:
+    if not ids:
+        await experiments_page(q, layout.message("Select experiments first.", "warning"))
+        return
     for experiment_id in ids:
         await q.run(app_runner().stop, experiment_id)
     await experiments_page(q, layout.message(f"Stopping {len(ids)} experiment(s).", "info"))
