@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from h2o_wave import Q, ui
 
+from llm_studio.ui import safe_text
+
 NAV = (
     ("LLM Studio", (("#home", "Home", "Home"), ("#settings", "Settings", "Settings"))),
     (
@@ -73,5 +75,6 @@ def show(q: Q, cards: dict) -> None:
     q.page["nav"].value = f"#{q.args['#']}" if q.args["#"] else "#home"
 
 
-def message(text: str, kind: str = "info") -> ui.Component:
-    return ui.message_bar(type=kind, text=text)
+def message(text: str, kind: str = "info", name: str | None = None) -> ui.Component:
+    """A message bar showing `text` exactly (no markdown: names and rules keep their dots)."""
+    return ui.message_bar(type=kind, text=safe_text.plain(text), name=name)

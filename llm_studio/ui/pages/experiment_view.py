@@ -64,6 +64,8 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
     }
     cards.update(TAB_CARDS[tab](record))
     layout.show(q, cards)
+    if tab in TAB_OPENED:
+        TAB_OPENED[tab](q)
     q.client.page_key = f"experiment/{experiment_id}/{tab}"
     if tab in ("charts", "logs"):
         keep_fresh(q, q.client.page_key, lambda: _refresh_tab(q, record, tab))
@@ -178,6 +180,10 @@ TAB_CARDS = {
     "logs": _logs,
     "config": _config,
 }
+
+
+# Tab name -> what to start once it is shown (e.g. the chat tab loads its model).
+TAB_OPENED: dict = {}
 
 
 # --- rename ---
