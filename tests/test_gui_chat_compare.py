@@ -16,6 +16,7 @@ from gui_harness import (
     add_dataset,
     add_experiment,
     browser_page,
+    row,
     running_app,
     screenshot,
     wait_for_text,
@@ -29,6 +30,8 @@ if shutil.which("chromium") is None:  # `make test` installs it; say so instead 
 QUESTION = "Repeat red 2 times."
 LEARNING_RATES = {"chat-lr-high": 0.01, "chat-lr-low": 0.001}
 SMOLLM2 = "smollm2-chat"
+# A valid name that markdown would garble ("…" for "..", "–" for "--").
+NO_CHECKPOINT = "no-checkpoint..v2--old"
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +70,7 @@ def experiments(workdir, tiny_model_dir) -> dict:
         register(name, out, cfg.problem_type)
 
     # Finished without a checkpoint, and a classification experiment: no chat for either.
-    for name, cfg in (("no-checkpoint", load_cfg(data)), ("classifier", ClassificationConfig())):
+    for name, cfg in ((NO_CHECKPOINT, load_cfg(data)), ("classifier", ClassificationConfig())):
         out = workdir / "output" / "user" / name
         cfg.experiment_name, cfg.output_directory = name, str(out)
         cfg.training.save_checkpoint = "disable"
@@ -215,7 +218,18 @@ def test_downloaded_model_answers_like_the_chat_tab(page, app_url, experiments, 
     wait_for_text(page, "Answered after", 60)
     shown = messages(page)[1]
 
-    # One click downloads the zip; a notification at the top of the window says so.
+    # One click downloads the zip; a notification at the top of the window shows its progress
+    # while it is built, then says that it downloads.
+    page.evaluate(
+        """() => {
+        window.notices = [];
+        new MutationObserver(() => {
+            const text = document.body.innerText;
+            const at = text.indexOf('Preparing the model download');
+            if (at >= 0) window.notices.push(text.slice(at, at + 40).split('\\n')[0]);
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }"""
+    )
     with page.expect_download(timeout=60_000) as download:
         page.get_by_role("button", name="Download model").click()
     assert download.value.suggested_filename == f"{record.name}_model.zip"
@@ -224,6 +238,7 @@ def test_downloaded_model_answers_like_the_chat_tab(page, app_url, experiments, 
     notice = page.get_by_text(f"Downloading {record.name}_model.zip")
     notice.wait_for(timeout=10_000)
     assert notice.is_visible()
+    assert page.evaluate("window.notices"), "no progress was shown while the zip was built"
     screenshot(page, "chat_download_model")
     # The chat outlives the download: it answers on with the model it has (no reload).
     ask.fill("Hello")
@@ -313,10 +328,19 @@ def test_chat_model_is_released_when_the_client_shows_something_else():
 def test_chat_explains_when_it_is_unavailable(page, app_url, experiments):
     open_chat(page, app_url, experiments["classifier"])
     wait_for_text(page, "Chat is for text generation")
-    open_chat(page, app_url, experiments["no-checkpoint"])
+    record = experiments[NO_CHECKPOINT]
+    open_chat(page, app_url, record)
     wait_for_text(page, "No checkpoint to chat with")
     assert "disable" in page.get_by_text("No checkpoint to chat with").first.inner_text()
     screenshot(page, "chat_unavailable")
+
+    # Its name is shown as written, not typeset: in the list (a link) and on its Summary tab.
+    page.goto(app_url + "#experiments")
+    row(page, record.name).wait_for(timeout=20_000)
+    page.goto(f"{app_url}#experiment/{record.id}")
+    page.get_by_role("tab", name="Summary").click()
+    page.get_by_role("cell", name=record.name, exact=True).wait_for(timeout=20_000)
+    screenshot(page, "summary_name_as_written")
 
 
 def test_compare_overlays_charts_and_highlights_differences(page, app_url, experiments):
@@ -389,7 +413,9 @@ def test_chat_loads_the_default_backbone_when_the_tab_opens(page, app_url, exper
     screenshot(page, "chat_first_words")
     page.get_by_role("button", name="Stop generating").click()
     after_send = statuses_until(page, "Stopped after", 60)
+    # The send path did not load the model: no loading state, and the answer did not wait.
     assert not any("Loading" in t or "loaded" in t for t in after_send), after_send
+    assert "waited for the model" not in after_send[-1], after_send[-1]
     assert messages(page)[1] and "Loading" not in messages(page)[1]
     server = re.search(r"first words came ([\d.]+) s after", after_send[-1])
     assert server, after_send[-1]

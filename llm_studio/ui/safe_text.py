@@ -41,6 +41,11 @@ def strong(text: object) -> str:
     return block(f"<strong>{escape(text)}</strong>")
 
 
+def link(text: object, hash_: str) -> str:
+    """A link to the app's page `#hash_` showing `text` exactly (for markdown table cells)."""
+    return block(f'<a href="#{html.escape(hash_)}">{escape(text)}</a>')
+
+
 def table(header: list[str], rows: list[list[object]]) -> str:
     """Markdown source of a table whose header and cells are shown exactly."""
     head = "".join(f"<th>{escape(h)}</th>" for h in header)

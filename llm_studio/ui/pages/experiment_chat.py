@@ -133,11 +133,12 @@ def settings_widgets(prediction) -> list:
     return items
 
 
-def loading_items() -> list:
+def loading_items(note: str = "") -> list:
+    caption = "A question asked now is answered once it has loaded."
     return [
         ui.progress(
             label="Loading the model",
-            caption="A question asked now is answered once it has loaded.",
+            caption=f"{note} {caption}" if note else caption,
             name="chat_loading",
         )
     ]
@@ -234,6 +235,14 @@ def _status(q: Q, text: str, kind: str | None = None) -> None:
     q.page[STATUS_CARD].items = [item]
 
 
+def _note(q: Q, st: ChatState, text: str) -> None:
+    """Say `text` in the status card; while the model loads, under its progress bar."""
+    if st.session is None and st.load_task is not None and not st.load_task.done():
+        q.page[STATUS_CARD].items = loading_items(text)
+    else:
+        _status(q, text)
+
+
 def _answer(q: Q, text: str) -> None:
     """Replace the last chatbot message (the answer in progress) with `text`, shown exactly."""
     q.page[CHAT_CARD].data[-1] = [safe_text.plain(text), False]
@@ -288,7 +297,7 @@ async def chat_setting(q: Q, key: str) -> None:
         st.session.prediction = st.prediction
     spec = spec_of({f.name: f for f in dataclasses.fields(st.prediction)}[key])
     label = setting_label(key, spec) if spec else key
-    _status(q, f"{label} set to {getattr(st.prediction, key)}.")
+    _note(q, st, f"{label} set to {getattr(st.prediction, key)}.")
 
 
 @on("chat_clear")
@@ -299,7 +308,7 @@ async def chat_clear(q: Q) -> None:
     if st.session is not None:
         st.session.history.clear()
     q.page[CHAT_CARD] = chatbot()  # a card's data buffer cannot be reassigned
-    _status(q, "History cleared.")
+    _note(q, st, "History cleared.")
 
 
 @on(f"{CHAT_CARD}.stop")
@@ -324,6 +333,7 @@ async def chat_ask(q: Q) -> None:
         _status(q, "Wait for the current answer, or stop it, before asking again.")
         return
     st.busy = True
+    waited = ""
     try:
         card.data += [safe_text.plain(question), True]
         card.data += ["", False]
@@ -344,7 +354,8 @@ async def chat_ask(q: Q) -> None:
                 await q.page.save()
                 return
             card.data[-1] = ["", False]
-        await _stream_answer(q, st, question, asked)
+            waited = " (it waited for the model to load)"
+        await _stream_answer(q, st, question, asked, waited)
     finally:
         st.busy = False
 
@@ -387,8 +398,9 @@ def _load_session(path: str, device: str):
     return session
 
 
-async def _stream_answer(q: Q, st: ChatState, question: str, asked: float) -> None:
-    """Generate the answer to `question` (asked at monotonic time `asked`) into the chatbot."""
+async def _stream_answer(q: Q, st: ChatState, question: str, asked: float, waited: str) -> None:
+    """Generate the answer to `question` (asked at monotonic time `asked`) into the chatbot;
+    `waited` says (in the final status) why the first words took longer, or is empty."""
     from transformers import TextIteratorStreamer  # loaded with the model: no start-up cost
 
     card = q.page[CHAT_CARD]
@@ -458,7 +470,7 @@ async def _stream_answer(q: Q, st: ChatState, question: str, asked: float) -> No
         card.data[-1] = [result["answer"], False]
         done = "Stopped" if stop.is_set() else "Answered"
         first = (
-            f"; the first words came {first_words[0]:.2f} s after the question"
+            f"; the first words came {first_words[0]:.2f} s after the question{waited}"
             if first_words
             else ""
         )

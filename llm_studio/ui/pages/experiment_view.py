@@ -12,7 +12,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.store import StoreError
-from llm_studio.ui import layout
+from llm_studio.ui import layout, safe_text
 from llm_studio.ui.pages import experiments
 from llm_studio.ui.pages.experiment_export import export_buttons
 from llm_studio.ui.pages.experiments import experiments_page, keep_fresh
@@ -112,7 +112,7 @@ def _summary(record) -> dict:
         ("Error", (status.error or "") if status else ""),
         ("Folder", record.path),
     ]
-    table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    table = safe_text.table(["", ""], [list(row) for row in rows])
     return {"experiment_body": ui.form_card(box="main", items=[ui.text(table)])}
 
 
@@ -124,11 +124,13 @@ def _train_insights(record) -> dict:
     items = []
     for number, pieces in enumerate(insights["samples"][:5], 1):
         text = "".join(
-            f"**{_escape(p['text'])}**" if p["kind"] == "trained" else _escape(p["text"])
+            f"<strong>{safe_text.escape(p['text'])}</strong>"
+            if p["kind"] == "trained"
+            else safe_text.escape(p["text"])
             for p in pieces
             if p["kind"] != "padding"
         )
-        items += [ui.text_l(f"Sample {number}"), ui.text(text), ui.separator()]
+        items += [ui.text_l(f"Sample {number}"), ui.text(safe_text.block(text)), ui.separator()]
     items.insert(0, ui.text("Bold text is trained on; the rest is masked from the loss."))
     return {"experiment_body": ui.form_card(box="main", items=items)}
 
@@ -142,8 +144,11 @@ def _prediction_insights(record) -> dict:
     for kind in ("random", "best", "worst"):
         items.append(ui.text_l(kind.capitalize()))
         for row in insights[kind]:
-            cells = " | ".join(f"**{k}:** {_escape(str(v))[:500]}" for k, v in row.items())
-            items += [ui.text(cells), ui.separator()]
+            cells = " | ".join(
+                f"<strong>{safe_text.escape(k)}:</strong> {safe_text.escape(str(v)[:500])}"
+                for k, v in row.items()
+            )
+            items += [ui.text(safe_text.block(cells)), ui.separator()]
     return {"experiment_body": ui.form_card(box="main", items=items)}
 
 
@@ -160,10 +165,6 @@ def _config(record) -> dict:
         ui.text(f"```yaml\n{text}\n```"),
     ]
     return {"experiment_body": ui.form_card(box="main", items=items)}
-
-
-def _escape(text: str) -> str:
-    return text.replace("<", "&lt;").replace("*", "\\*")
 
 
 def _chat_placeholder(record) -> dict:
