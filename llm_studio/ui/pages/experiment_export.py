@@ -75,8 +75,8 @@ async def _download(q: Q, builder_name: str, kind: str) -> None:
         archive = building.result()
         size = archive.stat().st_size
         (url,) = await q.site.upload([str(archive)])
-    except package.ExportError as exc:
-        _notify(q, str(exc), "error", timeout=-1)
+    except (package.ExportError, OSError) as exc:
+        _notify(q, f"The {kind} download failed: {exc}", "error", timeout=-1)
         return
     finally:
         for leftover in out_dir.glob("*"):
