@@ -409,8 +409,6 @@ async def _stream_answer(q: Q, st: ChatState, question: str, asked: float, waite
     st.stop_event = stop
     st.generating = True
     card.generating = True
-    _status(q, "Generating…")
-    await q.page.save()
 
     streamer = TextIteratorStreamer(session.tokenizer, skip_prompt=True, skip_special_tokens=True)
     pieces: list[str] = []
@@ -439,6 +437,9 @@ async def _stream_answer(q: Q, st: ChatState, question: str, asked: float, waite
     threads = [threading.Thread(target=f, daemon=True) for f in (generate, consume)]
     for thread in threads:
         thread.start()
+    # Shown while the model already reads the question: the first words do not wait for it.
+    _status(q, "Generating…")
+    await q.page.save()
     shown, saved_at = "", 0.0
     try:
         while any(t.is_alive() for t in threads):
