@@ -1,4 +1,6 @@
-"""The Chat tab and Compare experiments in a real browser, on two tiny experiments trained here."""
+"""The Chat tab and Compare experiments in a real browser, on two tiny experiments trained here
+and one whose checkpoint is the default backbone (SmolLM2); and the Create experiment form's
+errors, in the same app."""
 
 from __future__ import annotations
 
@@ -10,9 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import load_cfg, pattern_rows, tiny_config
 from gui_harness import (
+    ARTIFACTS,
     add_dataset,
     add_experiment,
     browser_page,
+    row,
     running_app,
     screenshot,
     wait_for_text,
@@ -25,6 +29,9 @@ if shutil.which("chromium") is None:  # `make test` installs it; say so instead 
 
 QUESTION = "Repeat red 2 times."
 LEARNING_RATES = {"chat-lr-high": 0.01, "chat-lr-low": 0.001}
+SMOLLM2 = "smollm2-chat"
+# A valid name that markdown would garble ("…" for "..", "–" for "--").
+NO_CHECKPOINT = "no-checkpoint..v2--old"
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +41,20 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def experiments(workdir, tiny_model_dir) -> dict:
-    """Two finished experiments (different learning rates), plus two that cannot chat."""
+    """Two finished experiments (different learning rates), plus two that cannot chat, plus a
+    finished one whose checkpoint is the default backbone."""
+    from llm_studio.config.causal_lm import CausalLMConfig
     from llm_studio.config.classification import ClassificationConfig
     from llm_studio.config.yaml_io import save_config
     from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
+    from llm_studio.models.offline_backbone import DEFAULT_BACKBONE, local_copy
     from llm_studio.training.loop import run_experiment
 
     csv = workdir / "pattern.csv"
     pattern_rows(48).to_csv(csv, index=False)
+    # The dataset's config, as an import writes it: Create experiment opens with it.
+    dataset_cfg = load_cfg(tiny_config(tiny_model_dir, csv, workdir / "unused"))
+    save_config(dataset_cfg, workdir / "dataset.yaml")
     dataset = add_dataset(workdir, "pattern", csv, "text_causal_language_modeling")
     records = {}
 
@@ -57,13 +70,32 @@ def experiments(workdir, tiny_model_dir) -> dict:
         register(name, out, cfg.problem_type)
 
     # Finished without a checkpoint, and a classification experiment: no chat for either.
-    for name, cfg in (("no-checkpoint", load_cfg(data)), ("classifier", ClassificationConfig())):
+    for name, cfg in ((NO_CHECKPOINT, load_cfg(data)), ("classifier", ClassificationConfig())):
         out = workdir / "output" / "user" / name
         cfg.experiment_name, cfg.output_directory = name, str(out)
         cfg.training.save_checkpoint = "disable"
         save_config(cfg, out / "cfg.yaml")
         ExperimentFolder(out).write_status(ExperimentStatus(state="finished", progress=1.0))
         register(name, out, cfg.problem_type)
+
+    # The default settings and backbone; its checkpoint is SmolLM2 as prepared offline.
+    backbone = local_copy(DEFAULT_BACKBONE)
+    assert backbone is not None, "the default backbone is missing: run `make setup`"
+    out = workdir / "output" / "user" / SMOLLM2
+    cfg = CausalLMConfig()
+    cfg.experiment_name, cfg.output_directory, cfg.llm_backbone = (
+        SMOLLM2,
+        str(out),
+        DEFAULT_BACKBONE,
+    )
+    cfg.dataset.train_dataframe = str(csv)
+    save_config(cfg, out / "cfg.yaml")
+    folder = ExperimentFolder(out)
+    folder.checkpoint_dir.mkdir(parents=True)
+    for file in Path(backbone).iterdir():
+        (folder.checkpoint_dir / file.name).symlink_to(file.resolve())
+    folder.write_status(ExperimentStatus(state="finished", progress=1.0))
+    register(SMOLLM2, out, cfg.problem_type)
     return records
 
 
@@ -90,6 +122,19 @@ def open_chat(page, url: str, record) -> None:
     page.get_by_role("tab", name="Chat").click()
 
 
+def statuses_until(page, wanted: str, timeout: float = 60) -> list[str]:
+    """The chat status texts seen (polled every 50 ms) until one starts with `wanted`."""
+    seen: list[str] = []
+    deadline = time.time() + timeout
+    while not any(t.startswith(wanted) for t in seen):
+        assert time.time() < deadline, seen
+        text = page.locator("[data-test=chat_status]").inner_text().strip()
+        if not seen or seen[-1] != text:
+            seen.append(text)
+        time.sleep(0.05)
+    return seen
+
+
 def set_spinbox(page, label: str, value: int) -> None:
     box = page.get_by_label(label, exact=True)
     box.fill(str(value))
@@ -106,6 +151,11 @@ def test_chat_streams_the_answer_and_stops_at_once(page, app_url, experiments, w
 
     open_chat(page, app_url, record)
     wait_for_text(page, "Prediction settings")
+    # The settings go by their declared labels, as on Create experiment; no snake_case keys.
+    settings = page.locator("[data-test=chat_settings]")
+    for label in ("Max length inference", "Do sample", "Repetition penalty", "Num history"):
+        settings.get_by_text(label, exact=True).wait_for(timeout=5000)
+    assert "_" not in settings.inner_text(), settings.inner_text()
     ask = page.locator("textarea[data-test=chat_bot]")
     ask.fill(QUESTION)
     ask.press("Enter")
@@ -114,8 +164,8 @@ def test_chat_streams_the_answer_and_stops_at_once(page, app_url, experiments, w
     assert messages(page) == [QUESTION, expected]
 
     # A long generation: it streams, and the stop button ends it at once.
-    set_spinbox(page, "max_length_inference", 1000)
-    set_spinbox(page, "min_length_inference", 1000)
+    set_spinbox(page, "Max length inference", 1000)
+    set_spinbox(page, "Min length inference", 1000)
     ask.fill("Hello")
     ask.press("Enter")
     stop = page.get_by_role("button", name="Stop generating")
@@ -141,7 +191,7 @@ def test_chat_streams_the_answer_and_stops_at_once(page, app_url, experiments, w
     page.get_by_role("tab", name="Charts").click()
     page.locator("div[data-test=chat_bot]").wait_for(state="detached")
     page.get_by_role("tab", name="Chat").click()
-    wait_for_text(page, "The model loads with the first question")
+    wait_for_text(page, "Model ready", 60)
     ask.fill(QUESTION)
     ask.press("Enter")
     wait_for_text(page, "Answered after", 60)
@@ -168,13 +218,27 @@ def test_downloaded_model_answers_like_the_chat_tab(page, app_url, experiments, 
     wait_for_text(page, "Answered after", 60)
     shown = messages(page)[1]
 
-    page.get_by_role("button", name="Download model").click()
-    link = page.get_by_text(f"Download {record.name}_model.zip")
-    link.wait_for(timeout=60_000)
-    with page.expect_download() as download:
-        link.click()
+    # One click downloads the zip; a notification at the top of the window shows its progress
+    # while it is built, then says that it downloads.
+    page.evaluate(
+        """() => {
+        window.notices = [];
+        new MutationObserver(() => {
+            const text = document.body.innerText;
+            const at = text.indexOf('Preparing the model download');
+            if (at >= 0) window.notices.push(text.slice(at, at + 40).split('\\n')[0]);
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }"""
+    )
+    with page.expect_download(timeout=60_000) as download:
+        page.get_by_role("button", name="Download model").click()
+    assert download.value.suggested_filename == f"{record.name}_model.zip"
     archive = tmp_path / "model.zip"
     download.value.save_as(archive)
+    notice = page.get_by_text(f"Downloading {record.name}_model.zip")
+    notice.wait_for(timeout=10_000)
+    assert notice.is_visible()
+    assert page.evaluate("window.notices"), "no progress was shown while the zip was built"
     screenshot(page, "chat_download_model")
     # The chat outlives the download: it answers on with the model it has (no reload).
     ask.fill("Hello")
@@ -264,15 +328,30 @@ def test_chat_model_is_released_when_the_client_shows_something_else():
 def test_chat_explains_when_it_is_unavailable(page, app_url, experiments):
     open_chat(page, app_url, experiments["classifier"])
     wait_for_text(page, "Chat is for text generation")
-    open_chat(page, app_url, experiments["no-checkpoint"])
+    record = experiments[NO_CHECKPOINT]
+    open_chat(page, app_url, record)
     wait_for_text(page, "No checkpoint to chat with")
     assert "disable" in page.get_by_text("No checkpoint to chat with").first.inner_text()
     screenshot(page, "chat_unavailable")
+
+    # Its name is shown as written, not typeset: in the list (a link) and on its Summary tab.
+    page.goto(app_url + "#experiments")
+    row(page, record.name).wait_for(timeout=20_000)
+    page.goto(f"{app_url}#experiment/{record.id}")
+    page.get_by_role("tab", name="Summary").click()
+    page.get_by_role("cell", name=record.name, exact=True).wait_for(timeout=20_000)
+    screenshot(page, "summary_name_as_written")
 
 
 def test_compare_overlays_charts_and_highlights_differences(page, app_url, experiments):
     page.goto(app_url + "#experiments/compare")
     wait_for_text(page, "Select the experiments to compare")
+    # The problem type by its label, as everywhere else; not its YAML name.
+    problem_type = page.get_by_role("row", name=re.compile("chat-lr-high")).locator(
+        '[data-automation-key="problem_type"]'
+    )
+    assert problem_type.inner_text().strip() == "Causal Language Modeling"
+    assert page.get_by_text("text_causal_language_modeling").count() == 0
     for name in LEARNING_RATES:
         page.get_by_role("row", name=re.compile(name)).get_by_role("checkbox").click()
     page.get_by_role("button", name="Compare experiments").click()
@@ -296,3 +375,77 @@ def test_compare_overlays_charts_and_highlights_differences(page, app_url, exper
     page.get_by_text("training.epochs", exact=True).wait_for(state="detached", timeout=10000)
     assert page.locator("strong", has_text="training.learning_rate").count() == 1
     screenshot(page, "compare_config_differences")
+
+
+def test_chat_loads_the_default_backbone_when_the_tab_opens(page, app_url, experiments):
+    """The model loads as the Chat tab opens, with a visible loading state; Send then only
+    generates: the first words stream in without any loading after Send."""
+    record = experiments[SMOLLM2]
+    open_chat(page, app_url, record)
+    loading = page.locator("[data-test=chat_loading]")
+    loading.wait_for(timeout=10_000)  # shown with the tab, before anything is asked
+    screenshot(page, "chat_loading_model")
+    ready = statuses_until(page, "Model ready", 180)
+    assert any("Loading the model" in t for t in ready), ready
+    assert loading.count() == 0
+    screenshot(page, "chat_model_ready")
+
+    # Time, in the page, from the Enter key to the first words of the answer on screen.
+    page.evaluate(
+        """() => {
+        window.sentAt = null; window.firstWordsAt = null;
+        document.addEventListener('keydown', e => {
+            if (e.key === 'Enter' && window.sentAt === null) window.sentAt = performance.now();
+        }, true);
+        new MutationObserver(() => {
+            const spans = document.querySelectorAll('div[data-test=chat_bot] span.wave-s14');
+            const last = spans.length >= 2 ? spans[spans.length - 1].innerText.trim() : '';
+            if (window.sentAt !== null && window.firstWordsAt === null && last)
+                window.firstWordsAt = performance.now();
+        }).observe(document.body, {subtree: true, childList: true, characterData: true});
+    }"""
+    )
+    ask = page.locator("textarea[data-test=chat_bot]")
+    ask.fill("What is the capital of France?")
+    ask.press("Enter")
+    page.wait_for_function("window.firstWordsAt !== null", timeout=60_000)
+    first_words = page.evaluate("window.firstWordsAt - window.sentAt") / 1000
+    screenshot(page, "chat_first_words")
+    page.get_by_role("button", name="Stop generating").click()
+    after_send = statuses_until(page, "Stopped after", 60)
+    # The send path did not load the model: no loading state, and the answer did not wait.
+    assert not any("Loading" in t or "loaded" in t for t in after_send), after_send
+    assert "waited for the model" not in after_send[-1], after_send[-1]
+    assert messages(page)[1] and "Loading" not in messages(page)[1]
+    server = re.search(r"first words came ([\d.]+) s after", after_send[-1])
+    assert server, after_send[-1]
+    # Reported, not asserted: the figure depends on the machine's load (the issue's goal is 0.5 s).
+    report = f"first words on screen {first_words:.2f} s after Enter; server: {server.group(1)} s"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / "chat_first_words.txt").write_text(report + "\n")
+    print(report)
+
+
+def test_create_experiment_error_shows_the_exact_rule_next_to_run(page, app_url):
+    """A bad experiment name: the rule text as written (its '..' and backslash intact), in view
+    next to the Run button after clicking it."""
+    from playwright.sync_api import expect
+
+    from llm_studio.store.db import InvalidNameError, check_name
+
+    bad = "runs/../x"
+    with pytest.raises(InvalidNameError) as rule:
+        check_name(bad, "experiment name")
+    page.goto(app_url + "#experiment/start")
+    name = page.get_by_label("Experiment name")
+    name.wait_for(timeout=20_000)
+    name.fill(bad)
+    run = page.get_by_role("button", name="Run experiment")
+    run.scroll_into_view_if_needed()
+    run.click()
+    error = page.locator("[data-test=experiment_run_message]")
+    expect(error).to_be_in_viewport(timeout=10_000)
+    assert error.inner_text().strip() == str(rule.value)
+    assert "'runs/../x'" in str(rule.value) and "'\\'" in str(rule.value)
+    expect(page.get_by_role("button", name="Run experiment")).to_be_in_viewport()
+    page.screenshot(path=str(ARTIFACTS / "create_error_near_run.png"))

@@ -109,6 +109,23 @@ class ChatSession:
         return messages + [{"role": "user", "content": question}]
 
     @torch.no_grad()
+    def warm_up(self) -> None:
+        """Generate one token of a one-word chat, leaving no history: the first forward pass
+        (lazy initialisation, memory allocation) is then paid while loading, not by the first
+        question."""
+        inputs = self.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Hi"}],
+            add_generation_prompt=True,
+            return_tensors="pt",
+            return_dict=True,
+        ).to(self.model.device)
+        kwargs = generation_kwargs(self.prediction, self.tokenizer)
+        kwargs.update(max_new_tokens=1, min_new_tokens=0)
+        for unused in ("stop_strings", "tokenizer"):  # nothing to stop in one token
+            kwargs.pop(unused, None)
+        self.model.generate(**inputs, **kwargs)
+
+    @torch.no_grad()
     def ask(self, question: str, streamer=None) -> str:
         inputs = self.tokenizer.apply_chat_template(
             self.messages(question),

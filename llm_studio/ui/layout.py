@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from h2o_wave import Q, ui
 
+from llm_studio.ui import safe_text
+
 NAV = (
     ("LLM Studio", (("#home", "Home", "Home"), ("#settings", "Settings", "Settings"))),
     (
@@ -97,5 +99,6 @@ def stop_refresh(q: Q) -> None:
     q.client.refresh_task = None
 
 
-def message(text: str, kind: str = "info") -> ui.Component:
-    return ui.message_bar(type=kind, text=text)
+def message(text: str, kind: str = "info", name: str | None = None) -> ui.Component:
+    """A message bar showing `text` exactly (no markdown: names and rules keep their dots)."""
+    return ui.message_bar(type=kind, text=safe_text.plain(text), name=name)

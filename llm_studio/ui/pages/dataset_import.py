@@ -15,7 +15,7 @@ from llm_studio.connectors import CONNECTORS
 from llm_studio.data.readers import DataError
 from llm_studio.store import StoreError
 from llm_studio.store.imports import suggest_columns, suggest_dataframes
-from llm_studio.ui import layout
+from llm_studio.ui import layout, safe_text
 from llm_studio.ui.datasets_service import import_service, local_roots_note
 from llm_studio.ui.state import client_state
 
@@ -163,7 +163,7 @@ def _configure_form(q: Q, note: ui.Component | None = None) -> None:
     settings = wizard.get("settings", {})
     items: list = [note] if note else []
     if wizard.get("editing"):
-        items.append(ui.text_l(f"Edit dataset {wizard['editing']}"))
+        items.append(ui.text_l(safe_text.plain(f"Edit dataset {wizard['editing']}")))
     else:
         items.append(ui.textbox(name="dataset_name", label="Dataset name", value=wizard["name"]))
     items += [
@@ -281,10 +281,10 @@ def _preview(q: Q, note: ui.Component | None = None) -> None:
     items.append(ui.text("Sample prompts and answers, as the model will see them:"))
     for sample in configured.preview:
         items.append(ui.separator())
-        items.append(ui.text(f"**Input:** {_md(sample.prompt)}"))
-        items.append(ui.text(f"**Answer:** {_md(sample.answer)}"))
+        items.append(ui.text(safe_text.labelled("Input", sample.prompt)))
+        items.append(ui.text(safe_text.labelled("Answer", sample.answer)))
         if sample.rejected_answer is not None:
-            items.append(ui.text(f"**Rejected answer:** {_md(sample.rejected_answer)}"))
+            items.append(ui.text(safe_text.labelled("Rejected answer", sample.rejected_answer)))
     items.append(
         ui.buttons(
             [
@@ -294,10 +294,6 @@ def _preview(q: Q, note: ui.Component | None = None) -> None:
         )
     )
     layout.show(q, {"import": ui.form_card(box="main", title="Data validity check", items=items)})
-
-
-def _md(text: str) -> str:
-    return text.replace("<", "&lt;").replace("\n", "  \n")
 
 
 @on("import_back")

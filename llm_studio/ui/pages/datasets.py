@@ -12,7 +12,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.yaml_io import load_config
 from llm_studio.data.readers import DataError, read_dataframe
 from llm_studio.store import StoreError
-from llm_studio.ui import layout
+from llm_studio.ui import layout, safe_text
 from llm_studio.ui.datasets_service import import_service
 from llm_studio.ui.pages import dataset_import  # noqa: F401 (the wizard's handlers)
 from llm_studio.ui.state import client_state
@@ -37,7 +37,7 @@ async def datasets_page(q: Q, note: ui.Component | None = None) -> None:
         ui.table_row(
             name=str(d.id),
             cells=[
-                f"[{d.name}](#dataset/{d.id})",
+                safe_text.link(d.name, f"dataset/{d.id}"),
                 PROBLEM_TYPE_LABELS.get(d.problem_type, d.problem_type),
                 Path(d.train_dataframe).name,
                 Path(d.validation_dataframe).name if d.validation_dataframe else "None",
@@ -160,7 +160,7 @@ async def _visualization_tab(q: Q, record) -> list:
             who = {"system": "System", "user": "User", "assistant": "Assistant"}[bubble["role"]]
             if bubble.get("rejected"):
                 who = f"{who} (rejected)"
-            items.append(ui.text(f"**{who}:** {_short(bubble['text'], 2000)}"))
+            items.append(ui.text(safe_text.labelled(who, _short(bubble["text"], 2000))))
         items.append(ui.separator())
     return items
 
@@ -254,8 +254,7 @@ async def _summary_tab(q: Q, record) -> list:
     cfg = _dataset_cfg(record)
     answer = cfg.dataset.answer_column
     rows.append(("Labels", ", ".join(answer) if isinstance(answer, list) else answer))
-    table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-    return [ui.text(table)]
+    return [ui.text(safe_text.table(["", ""], [list(row) for row in rows]))]
 
 
 TAB_RENDERERS = {
@@ -311,7 +310,7 @@ async def merge_dataset(q: Q) -> None:
     record = store.get_dataset(q.client.dataset_id)
     others = [d for d in store.list_datasets() if d.id != record.id]
     items = [
-        ui.text(f"Bring another dataset's files into {record.name}."),
+        ui.text(safe_text.plain(f"Bring another dataset's files into {record.name}.")),
         ui.dropdown(
             name="merge_source",
             label="Dataset to merge",
@@ -363,7 +362,7 @@ def _confirm_delete(q: Q, ids: list[int]) -> None:
         title="Delete datasets",
         name="delete_dialog",
         items=[
-            ui.text(f"Delete {', '.join(names)}? Its files are removed too."),
+            ui.text(safe_text.plain(f"Delete {', '.join(names)}? Its files are removed too.")),
             ui.buttons(
                 [
                     ui.button(name="delete_confirm", label="Delete", primary=True),

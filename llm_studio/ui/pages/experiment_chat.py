@@ -1,10 +1,13 @@
 """The experiment's Chat tab: talk to the trained checkpoint in its training prompt format.
 
-One loaded model per browser client, loaded off the event loop with the first question and
-released as soon as the client shows another page or tab. Answers stream in as they are
-generated (a generation thread feeds a `TextIteratorStreamer`; the page is saved every ~0.2 s),
-and the chatbot's stop button ends a generation at once through a stopping criterion that
-watches a `threading.Event`. torch and transformers are imported only when a model loads.
+One loaded model per browser client. It starts loading off the event loop as soon as the tab
+opens (the status card shows a progress bar, then "Model ready"), so the first question only
+waits for generation; a question asked while it loads waits for it. The model is released as
+soon as the client shows another page or tab. Answers stream in as they are generated (a
+generation thread feeds a `TextIteratorStreamer`; the page is saved as soon as the first words
+arrive, then every ~0.2 s), and the chatbot's stop button ends a generation at once through a
+stopping criterion that watches a `threading.Event`. torch and transformers are imported only
+when a model loads.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from llm_studio.config.settings import ConfigError, field_types, spec_of
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.store import resolve
-from llm_studio.ui import layout
+from llm_studio.ui import layout, safe_text
 from llm_studio.ui.pages import experiment_view
+from llm_studio.ui.settings_form import setting_label
 from llm_studio.ui.state import app_runner, client_state
 
 log = logging.getLogger("llm_studio.ui.chat")
@@ -89,9 +93,8 @@ def chat_cards(record) -> dict:
     cfg, _ = load_config(_config_file(record))
     return {
         CHAT_CARD: chatbot(),
-        STATUS_CARD: ui.form_card(
-            box="main", items=[ui.text("The model loads with the first question.")]
-        ),
+        # The tab starts loading the model as it opens (chat_tab_opened).
+        STATUS_CARD: ui.form_card(box="main", items=loading_items()),
         SETTINGS_CARD: ui.form_card(
             box="main", title="Prediction settings", items=settings_widgets(cfg.prediction)
         ),
@@ -103,7 +106,7 @@ def chatbot() -> ui.ChatbotCard:
         box=ui.box("main", height="460px"),
         name=CHAT_CARD,
         data=data(fields="content from_user", t="list"),
-        placeholder="Ask the model (the first question loads it)",
+        placeholder="Ask the model",
         events=["stop"],
     )
 
@@ -114,7 +117,8 @@ def settings_widgets(prediction) -> list:
     items: list = []
     for key in CHAT_SETTINGS:
         spec, value, kind = spec_of(fields[key]), getattr(prediction, key), hints[key]
-        common = dict(name=f"chat__{key}", label=key, tooltip=spec.tip if spec else None)
+        label = setting_label(key, spec) if spec else key
+        common = dict(name=f"chat__{key}", label=label, tooltip=spec.tip if spec else None)
         low, high = spec.range if spec and spec.range else (0, 4096)
         if kind is bool:
             items.append(ui.toggle(value=bool(value), trigger=True, **common))
@@ -127,6 +131,17 @@ def settings_widgets(prediction) -> list:
             )
     items.append(ui.buttons([ui.button(name="chat_clear", label="Clear history")]))
     return items
+
+
+def loading_items(note: str = "") -> list:
+    caption = "A question asked now is answered once it has loaded."
+    return [
+        ui.progress(
+            label="Loading the model",
+            caption=f"{note} {caption}" if note else caption,
+            name="chat_loading",
+        )
+    ]
 
 
 experiment_view.TAB_CARDS["chat"] = chat_cards
@@ -145,7 +160,9 @@ class ChatState:
         self.cards_token = cards_token
         self.prediction = prediction
         self.session = None
-        self.loading = False
+        self.load_task: asyncio.Task | None = None
+        self.load_error: str | None = None
+        self.busy = False  # a question is being answered (or waits for the model)
         self.generating = False
         self.stop_event: threading.Event | None = None
         self.released = False
@@ -213,8 +230,53 @@ def _watch(q: Q, st: ChatState) -> None:
     asyncio.ensure_future(loop())
 
 
-def _status(q: Q, text: str) -> None:
-    q.page[STATUS_CARD].items[0].text.content = text
+def _status(q: Q, text: str, kind: str | None = None) -> None:
+    item = layout.message(text, kind) if kind else ui.text(safe_text.plain(text))
+    q.page[STATUS_CARD].items = [item]
+
+
+def _note(q: Q, st: ChatState, text: str) -> None:
+    """Say `text` in the status card; while the model loads, under its progress bar."""
+    if st.session is None and st.load_task is not None and not st.load_task.done():
+        q.page[STATUS_CARD].items = loading_items(text)
+    else:
+        _status(q, text)
+
+
+def _answer(q: Q, text: str) -> None:
+    """Replace the last chatbot message (the answer in progress) with `text`, shown exactly."""
+    q.page[CHAT_CARD].data[-1] = [safe_text.plain(text), False]
+
+
+# --- loading, as soon as the tab opens ---
+
+
+def chat_tab_opened(q: Q) -> None:
+    """The Chat tab is shown: start loading its model in the background."""
+    st = current_state(q)
+    if st is not None and st.session is None and st.load_task is None:
+        st.load_task = asyncio.ensure_future(_load_into(q, st))
+
+
+async def _load_into(q: Q, st: ChatState) -> None:
+    """Load the model off the event loop into `st`; the status card tells how it went."""
+    started = time.monotonic()
+    session, device, error = await _load(q, st)
+    if st.released:  # the client left while the model loaded: let it go
+        return
+    if session is None:
+        st.load_error = error
+        _status(q, f"The model could not be loaded: {error}", "error")
+    else:
+        session.prediction = st.prediction
+        st.session = session
+        seconds = time.monotonic() - started
+        _status(q, f"Model ready (loaded on {device} in {seconds:.1f} s): ask away.")
+    if _shows_chat(q.client, st):
+        await q.page.save()
+
+
+experiment_view.TAB_OPENED["chat"] = chat_tab_opened
 
 
 # --- handlers ---
@@ -233,18 +295,20 @@ async def chat_setting(q: Q, key: str) -> None:
         return
     if st.session is not None:
         st.session.prediction = st.prediction
-    _status(q, f"{key} set to {getattr(st.prediction, key)}.")
+    spec = spec_of({f.name: f for f in dataclasses.fields(st.prediction)}[key])
+    label = setting_label(key, spec) if spec else key
+    _note(q, st, f"{label} set to {getattr(st.prediction, key)}.")
 
 
 @on("chat_clear")
 async def chat_clear(q: Q) -> None:
     st = current_state(q)
-    if st is None or st.generating:
+    if st is None or st.busy:
         return
     if st.session is not None:
         st.session.history.clear()
     q.page[CHAT_CARD] = chatbot()  # a card's data buffer cannot be reassigned
-    _status(q, "History cleared.")
+    _note(q, st, "History cleared.")
 
 
 @on(f"{CHAT_CARD}.stop")
@@ -256,6 +320,7 @@ async def chat_stop(q: Q) -> None:
 
 @on(CHAT_CARD)
 async def chat_ask(q: Q) -> None:
+    asked = time.monotonic()
     st = current_state(q)
     question = str(q.args[CHAT_CARD] or "").strip()
     if st is None:
@@ -264,33 +329,39 @@ async def chat_ask(q: Q) -> None:
     card = q.page[CHAT_CARD]
     if not question:
         return
-    if st.generating or st.loading:
+    if st.busy:
         _status(q, "Wait for the current answer, or stop it, before asking again.")
         return
-    card.data += [question, True]
-    card.data += ["", False]
-    card.generating = True
-    if st.session is None:
-        st.loading = True
-        card.data[-1] = ["*Loading the model…*", False]
-        _status(q, "Loading the model…")
-        await q.page.save()
-        try:
-            session, device = await _load(q, st)
-        finally:
-            st.loading = False
-        if session is None:
-            card.generating = False
-            return
-        if st.released:  # the client left while the model loaded
-            return
-        st.session = session
-        card.data[-1] = ["", False]
-        _status(q, f"Model loaded on {device}.")
-    await _stream_answer(q, st, question)
+    st.busy = True
+    waited = ""
+    try:
+        card.data += [safe_text.plain(question), True]
+        card.data += ["", False]
+        card.generating = True
+        if st.session is None:
+            if st.load_task is None or st.load_task.done():  # not started, or failed: again
+                st.load_error = None
+                _status(q, "Loading the model…")
+                st.load_task = asyncio.ensure_future(_load_into(q, st))
+            _answer(q, "Loading the model…")
+            await q.page.save()
+            await asyncio.shield(st.load_task)
+            if st.released:
+                return
+            if st.session is None:
+                card.generating = False
+                _answer(q, f"The model could not be loaded: {st.load_error}")
+                await q.page.save()
+                return
+            card.data[-1] = ["", False]
+            waited = " (it waited for the model to load)"
+        await _stream_answer(q, st, question, asked, waited)
+    finally:
+        st.busy = False
 
 
 async def _load(q: Q, st: ChatState):
+    """(session, device, None), or (None, None, why) when the model cannot be loaded."""
     store = client_state(q).store
     record = store.get_experiment(st.experiment_id)
     try:
@@ -306,13 +377,11 @@ async def _load(q: Q, st: ChatState):
                     f"the GPU is busy with experiment {', '.join(busy)}; chat when it finishes"
                 )
         session = await q.run(_load_session, str(resolve(record.path)), device)
-    except Exception as exc:  # any load failure is shown in the chat, the page stays usable
+    except Exception as exc:  # any load failure is shown, the page stays usable
         log.warning("chat model of %s not loaded: %s", record.path, exc)
-        q.page[CHAT_CARD].data[-1] = [f"The model could not be loaded: {exc}", False]
-        _status(q, "The model could not be loaded.")
-        return None, None
-    session.prediction = st.prediction
-    return session, device
+        return None, None, str(exc)
+    log.info("chat model of %s loaded on %s", record.path, device)
+    return session, device, None
 
 
 def _pick_device() -> str:
@@ -324,10 +393,14 @@ def _pick_device() -> str:
 def _load_session(path: str, device: str):
     from llm_studio.models.chat import ChatSession
 
-    return ChatSession.from_experiment(path, device)
+    session = ChatSession.from_experiment(path, device)
+    session.warm_up()  # the first question then pays for generation only
+    return session
 
 
-async def _stream_answer(q: Q, st: ChatState, question: str) -> None:
+async def _stream_answer(q: Q, st: ChatState, question: str, asked: float, waited: str) -> None:
+    """Generate the answer to `question` (asked at monotonic time `asked`) into the chatbot;
+    `waited` says (in the final status) why the first words took longer, or is empty."""
     from transformers import TextIteratorStreamer  # loaded with the model: no start-up cost
 
     card = q.page[CHAT_CARD]
@@ -336,13 +409,14 @@ async def _stream_answer(q: Q, st: ChatState, question: str) -> None:
     st.stop_event = stop
     st.generating = True
     card.generating = True
-    _status(q, "Generating…")
-    await q.page.save()
 
     streamer = TextIteratorStreamer(session.tokenizer, skip_prompt=True, skip_special_tokens=True)
     pieces: list[str] = []
     result: dict = {}
     tokens = [0]
+    loop = asyncio.get_running_loop()
+    arrived = asyncio.Event()  # new text (or the end): save at once, not at the next tick
+    first_words: list[float] = []
 
     def generate() -> None:
         try:
@@ -353,21 +427,35 @@ async def _stream_answer(q: Q, st: ChatState, question: str) -> None:
 
     def consume() -> None:
         for text in streamer:
+            if text and not first_words:
+                first_words.append(time.monotonic() - asked)
             pieces.append(text)
+            loop.call_soon_threadsafe(arrived.set)
+        loop.call_soon_threadsafe(arrived.set)
 
     started = time.monotonic()
     threads = [threading.Thread(target=f, daemon=True) for f in (generate, consume)]
     for thread in threads:
         thread.start()
-    shown = ""
+    # Shown while the model already reads the question: the first words do not wait for it.
+    _status(q, "Generating…")
+    await q.page.save()
+    shown, saved_at = "", 0.0
     try:
         while any(t.is_alive() for t in threads):
-            await asyncio.sleep(SAVE_EVERY)
+            try:
+                await asyncio.wait_for(arrived.wait(), SAVE_EVERY)
+            except asyncio.TimeoutError:
+                continue
+            arrived.clear()
+            # The first words go out at once; later ones at most every SAVE_EVERY seconds.
+            await asyncio.sleep(max(0.0, saved_at + SAVE_EVERY - time.monotonic()))
             text = "".join(pieces)
             if text != shown and _shows_chat(q.client, st):
                 shown = text
                 card.data[-1] = [text, False]
                 await q.page.save()
+                saved_at = time.monotonic()
     finally:
         st.generating = False
         st.stop_event = None
@@ -376,13 +464,18 @@ async def _stream_answer(q: Q, st: ChatState, question: str) -> None:
     seconds = time.monotonic() - started
     card.generating = False
     if "error" in result:
-        card.data[-1] = [f"{shown}\n\n*Generation failed: {result['error']}*", False]
+        _answer(q, f"{shown}\n\nGeneration failed: {result['error']}")
         _status(q, "Generation failed.")
     else:
         # The final text is exactly ChatSession.ask's answer (stop texts cut, stripped).
         card.data[-1] = [result["answer"], False]
         done = "Stopped" if stop.is_set() else "Answered"
-        _status(q, f"{done} after {tokens[0]} tokens in {seconds:.1f} s.")
+        first = (
+            f"; the first words came {first_words[0]:.2f} s after the question{waited}"
+            if first_words
+            else ""
+        )
+        _status(q, f"{done} after {tokens[0]} tokens in {seconds:.1f} s{first}.")
     await q.page.save()
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from h2o_wave import Q, data, on, ui
 
+from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config, to_dict
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.store import resolve
-from llm_studio.ui import layout
+from llm_studio.ui import layout, safe_text
 from llm_studio.ui.state import app_runner, client_state
 
 PAGE = "experiments/compare"
@@ -72,7 +73,14 @@ async def compare_page(q: Q, note: ui.Component | None = None) -> None:
                 ui.table_column(name="status", label="Status"),
             ],
             rows=[
-                ui.table_row(name=str(r.id), cells=[r.name, r.problem_type, app_runner().state(r)])
+                ui.table_row(
+                    name=str(r.id),
+                    cells=[
+                        r.name,
+                        PROBLEM_TYPE_LABELS.get(r.problem_type, r.problem_type),
+                        app_runner().state(r),
+                    ],
+                )
                 for r in records
             ],
             multiple=True,
@@ -151,19 +159,15 @@ def chart_cards(records) -> dict:
 
 
 def summary_table(records, series) -> str:
-    """Markdown: one row per chart, the last value of each experiment (blank: none)."""
+    """One row per chart, the last value of each experiment (blank: none)."""
     names = [r.name for r in records]
-    lines = [
-        "| chart | " + " | ".join(_escape(n) for n in names) + " |",
-        "|---|" + "---|" * len(names),
-    ]
+    lines = []
     for chart, rows in series.items():
         last: dict[str, float] = {}
         for step, value, experiment in sorted(rows):
             last[experiment] = value
-        cells = [f"{last[n]:.5g}" if n in last else "" for n in names]
-        lines.append(f"| {chart} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        lines.append([chart] + [f"{last[n]:.5g}" if n in last else "" for n in names])
+    return safe_text.table(["chart", *names], lines)
 
 
 # --- configs ---
@@ -216,7 +220,7 @@ def config_cards(records, only_differences: bool) -> dict:
     table_rows = [
         ui.table_row(
             name=key,
-            cells=[_bold(key, differs)] + [_bold(_escape(v), differs) for v in values],
+            cells=[_cell(key, differs)] + [_cell(v, differs) for v in values],
         )
         for key, values, differs in rows
     ]
@@ -243,13 +247,8 @@ def _text(value) -> str:
     return str(value)
 
 
-def _escape(text: str) -> str:
-    for char in ("\\", "*", "_", "|", "<", "`"):
-        text = text.replace(char, "\\" + char)
-    return text
-
-
-def _bold(text: str, differs: bool) -> str:
+def _cell(text: str, differs: bool) -> str:
+    """A markdown cell showing `text` exactly, in bold where the experiments differ."""
     if not text:
         return text
-    return f"**{text}**" if differs else text
+    return safe_text.strong(text) if differs else safe_text.plain(text)

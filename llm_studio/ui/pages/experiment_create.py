@@ -15,7 +15,7 @@ from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config, save_config
 from llm_studio.models.offline_backbone import DEFAULT_BACKBONE
 from llm_studio.store import ExperimentRecord, StoreError, experiment_dir, resolve
-from llm_studio.ui import layout, secrets
+from llm_studio.ui import layout, safe_text, secrets
 from llm_studio.ui.pages.experiments import experiments_page
 from llm_studio.ui.settings_form import apply_form, read_grid, settings_items
 from llm_studio.ui.state import app_runner, client_state
@@ -63,7 +63,16 @@ def _free_name(store, base: str) -> str:
     return f"{base}-{int(time.time())}"
 
 
-def _experiment_form(q: Q, note: ui.Component | None = None, warnings: list[str] | None = None):
+# Errors and warnings show next to the Run button, where the user's eyes are after clicking it.
+NEAR_RUN = "experiment_run_message"
+
+
+def _experiment_form(
+    q: Q,
+    note: ui.Component | None = None,
+    warnings: list[str] | None = None,
+    error: str | None = None,
+):
     state = client_state(q)
     cfg = state.wizard["experiment_cfg"]
     grid = state.wizard.get("grid")  # None: a single experiment; else key -> values to try
@@ -87,7 +96,7 @@ def _experiment_form(q: Q, note: ui.Component | None = None, warnings: list[str]
             choices=[ui.choice(str(d.id), d.name) for d in datasets],
             trigger=True,
         ),
-        ui.text(f"**Problem type:** {PROBLEM_TYPE_LABELS[cfg.problem_type]}"),
+        ui.text(safe_text.labelled("Problem type", PROBLEM_TYPE_LABELS[cfg.problem_type])),
         ui.file_upload(name="experiment_yaml", label="Import config from YAML",
                        file_extensions=["yaml", "yml"], compact=True),
         ui.textbox(name="experiment_name", label="Experiment name", value=cfg.experiment_name),
@@ -107,11 +116,15 @@ def _experiment_form(q: Q, note: ui.Component | None = None, warnings: list[str]
     ]  # fmt: skip
     items += settings_items(cfg, grid)
     buttons = [ui.button(name="run_experiment", label="Run experiment", primary=True)]
-    if warnings:
-        items.append(layout.message("; ".join(warnings), "warning"))
+    if error:
+        items.append(layout.message(error, "error", name=NEAR_RUN))
+    elif warnings:
+        items.append(layout.message("; ".join(warnings), "warning", name=NEAR_RUN))
         buttons = [ui.button(name="run_anyway", label="Run anyway", primary=True)]
     items.append(ui.buttons(buttons))
     layout.show(q, {"experiment": ui.form_card(box="main", title="Create experiment", items=items)})
+    if error or warnings:
+        safe_text.scroll_into_view(q, NEAR_RUN)
 
 
 def _read_form(q: Q) -> None:
@@ -134,7 +147,7 @@ async def grid_search_toggled(q: Q) -> None:
     try:
         _read_form(q)
     except ConfigError as exc:
-        _experiment_form(q, layout.message(str(exc), "error"))
+        _experiment_form(q, error=str(exc))
         return
     state.wizard["grid"] = (state.wizard.get("grid") or {}) if q.args.grid_search else None
     _experiment_form(q)
@@ -146,7 +159,7 @@ async def setting_changed(q: Q, key: str) -> None:
     try:
         _read_form(q)
     except ConfigError as exc:
-        _experiment_form(q, layout.message(str(exc), "error"))
+        _experiment_form(q, error=str(exc))
         return
     _experiment_form(q)
 
@@ -185,7 +198,7 @@ async def use_previous_weights(q: Q) -> None:
     try:
         _read_form(q)
     except ConfigError as exc:
-        _experiment_form(q, layout.message(str(exc), "error"))
+        _experiment_form(q, error=str(exc))
         return
     previous = state.wizard["previous"]
     cfg = state.wizard["experiment_cfg"]
@@ -214,7 +227,7 @@ async def change_dataset(q: Q) -> None:
         try:
             _read_form(q)
         except ConfigError as exc:
-            _experiment_form(q, layout.message(str(exc), "error"))
+            _experiment_form(q, error=str(exc))
             return
         current.dataset = cfg.dataset
         state.wizard.update(dataset_id=record.id)
@@ -234,7 +247,7 @@ async def import_yaml(q: Q) -> None:
     try:
         imported, warnings = load_config(local)
     except ConfigError as exc:
-        _experiment_form(q, layout.message(str(exc), "error"))
+        _experiment_form(q, error=str(exc))
         return
     finally:
         Path(local).unlink(missing_ok=True)
@@ -278,7 +291,7 @@ async def _run(q: Q, proceed_on_warnings: bool) -> None:
         if result.errors:
             raise ConfigError("; ".join(result.errors))
     except (ConfigError, StoreError) as exc:
-        _experiment_form(q, layout.message(str(exc), "error"))
+        _experiment_form(q, error=str(exc))
         return
     if result.warnings and not proceed_on_warnings:
         _experiment_form(q, warnings=result.warnings)

@@ -5,14 +5,18 @@ Zips are built and pushes run in a worker thread (`q.run`), so the page stays re
 
 from __future__ import annotations
 
+import asyncio
+import json
 import tempfile
 from pathlib import Path
 
 from h2o_wave import Q, on, ui
 
-from llm_studio.ui import layout, secrets
+from llm_studio.ui import layout, safe_text, secrets
 from llm_studio.ui.state import client_state
 
+NOTIFICATION = "export_notification"
+PROGRESS_EVERY = 0.5  # seconds between progress updates while a zip is built
 DOWNLOADS = {
     "download_model": ("build_model_zip", "model"),
     "download_adapter": ("build_adapter_zip", "adapter"),
@@ -48,23 +52,55 @@ def _note(q: Q, component: ui.Component) -> None:
 
 
 async def _download(q: Q, builder_name: str, kind: str) -> None:
+    """Build the zip off the event loop with its progress in a notification at the top of the
+    window, then start the browser's download of it: one click, nothing else to find."""
     from llm_studio.export import package
 
     record = _record(q)
-    _note(q, ui.progress(f"Preparing the {kind} download"))
+    preparing = f"Preparing the {kind} download"
+    _notify(q, f"{preparing}…", timeout=-1)
     await q.page.save()
+    done = [0.0]
     out_dir = Path(tempfile.mkdtemp(prefix="llmstudio-download-"))
     try:
-        archive = await q.run(getattr(package, builder_name), Path(record.path), out_dir)
+        build = getattr(package, builder_name)
+        building = asyncio.ensure_future(
+            q.run(build, Path(record.path), out_dir, lambda f: done.__setitem__(0, f))
+        )
+        while not building.done():
+            await asyncio.wait({building}, timeout=PROGRESS_EVERY)
+            if not building.done():
+                _notify(q, f"{preparing}: {done[0]:.0%}", timeout=-1)
+                await q.page.save()
+        archive = building.result()
+        size = archive.stat().st_size
         (url,) = await q.site.upload([str(archive)])
-    except package.ExportError as exc:
-        _note(q, layout.message(str(exc), "error"))
+    except (package.ExportError, OSError) as exc:
+        _notify(q, f"The {kind} download failed: {exc}", "error", timeout=-1)
         return
     finally:
         for leftover in out_dir.glob("*"):
             leftover.unlink(missing_ok=True)
         out_dir.rmdir()
-    _note(q, ui.link(label=f"Download {Path(archive).name}", path=url, download=True))
+    name = Path(archive).name
+    _notify(q, f"Downloading {name} ({size / 1e6:.1f} MB).", "success")
+    start_download(q, url, name)
+
+
+def _notify(q: Q, text: str, kind: str = "info", timeout: int = 10) -> None:
+    q.page["meta"].notification_bar = ui.notification_bar(
+        text=safe_text.plain(text), type=kind, timeout=timeout, name=NOTIFICATION
+    )
+
+
+def start_download(q: Q, url: str, name: str) -> None:
+    """Make the browser download `url` (a file uploaded to Wave) as `name`, as a click on a
+    download link would."""
+    q.page["meta"].script = ui.inline_script(
+        "(function(){const a=document.createElement('a');"
+        f"a.href={json.dumps(url)};a.download={json.dumps(name)};"
+        "document.body.appendChild(a);a.click();a.remove();})();"
+    )
 
 
 @on("download_model")
@@ -91,7 +127,8 @@ async def download_logs(q: Q) -> None:
 async def download_config(q: Q) -> None:
     record = _record(q)
     (url,) = await q.site.upload([record.config_file or str(Path(record.path) / "cfg.yaml")])
-    _note(q, ui.link(label="Download cfg.yaml", path=url, download=True))
+    _notify(q, "Downloading cfg.yaml.", "success")
+    start_download(q, url, "cfg.yaml")
 
 
 @on("push_dialog")

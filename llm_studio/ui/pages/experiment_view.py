@@ -13,7 +13,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.store import Store, StoreError
-from llm_studio.ui import layout
+from llm_studio.ui import layout, safe_text
 from llm_studio.ui.pages import experiments
 from llm_studio.ui.pages.experiment_charts import chart_cards
 from llm_studio.ui.pages.experiment_export import export_buttons
@@ -67,6 +67,8 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
     }
     cards.update(TAB_CARDS[tab](record))
     layout.show(q, cards)
+    if tab in TAB_OPENED:
+        TAB_OPENED[tab](q)
     q.client.page_key = f"experiment/{experiment_id}/{tab}"
     if tab in LIVE_TABS:
         q.client.experiment_seen = _folder_state(record)
@@ -138,7 +140,7 @@ def _summary(record) -> dict:
         ("Error", (status.error or "") if status else ""),
         ("Folder", record.path),
     ]
-    table = "| | |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    table = safe_text.table(["", ""], [list(row) for row in rows])
     return {"experiment_body": ui.form_card(box="main", items=[ui.text(table)])}
 
 
@@ -159,11 +161,13 @@ def _train_insights(record) -> dict:
     items = []
     for number, pieces in enumerate(insights["samples"][:5], 1):
         text = "".join(
-            f"**{_escape(p['text'])}**" if p["kind"] == "trained" else _escape(p["text"])
+            f"<strong>{safe_text.escape(p['text'])}</strong>"
+            if p["kind"] == "trained"
+            else safe_text.escape(p["text"])
             for p in pieces
             if p["kind"] != "padding"
         )
-        items += [ui.text_l(f"Sample {number}"), ui.text(text), ui.separator()]
+        items += [ui.text_l(f"Sample {number}"), ui.text(safe_text.block(text)), ui.separator()]
     items.insert(0, ui.text("Bold text is trained on; the rest is masked from the loss."))
     return {"experiment_body": ui.form_card(box="main", items=items)}
 
@@ -177,8 +181,11 @@ def _prediction_insights(record) -> dict:
     for kind in ("random", "best", "worst"):
         items.append(ui.text_l(kind.capitalize()))
         for row in insights[kind]:
-            cells = " | ".join(f"**{k}:** {_escape(str(v))[:500]}" for k, v in row.items())
-            items += [ui.text(cells), ui.separator()]
+            cells = " | ".join(
+                f"<strong>{safe_text.escape(k)}:</strong> {safe_text.escape(str(v)[:500])}"
+                for k, v in row.items()
+            )
+            items += [ui.text(safe_text.block(cells)), ui.separator()]
     return {"experiment_body": ui.form_card(box="main", items=items)}
 
 
@@ -197,10 +204,6 @@ def _config(record) -> dict:
     return {"experiment_body": ui.form_card(box="main", items=items)}
 
 
-def _escape(text: str) -> str:
-    return text.replace("<", "&lt;").replace("*", "\\*")
-
-
 def _chat_placeholder(record) -> dict:
     return {"experiment_body": ui.form_card(box="main", items=[ui.text("Chat is loading…")])}
 
@@ -215,6 +218,10 @@ TAB_CARDS = {
     "logs": _logs,
     "config": _config,
 }
+
+
+# Tab name -> what to start once it is shown (e.g. the chat tab loads its model).
+TAB_OPENED: dict = {}
 
 
 # --- rename ---

@@ -13,7 +13,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.summary import SummaryCache
-from llm_studio.ui import layout
+from llm_studio.ui import layout, safe_text
 from llm_studio.ui.state import app_runner, client_state
 
 REFRESH_SECONDS = 2.0
@@ -49,7 +49,7 @@ def _row(record, datasets: dict) -> ui.TableRow:
     return ui.table_row(
         name=str(record.id),
         cells=[
-            f"[{record.name}](#experiment/{record.id})",
+            safe_text.link(record.name, f"experiment/{record.id}"),
             "",  # the row's kebab menu, next to the name so it is in view without scrolling
             datasets.get(record.dataset_id, ""),
             PROBLEM_TYPE_LABELS.get(record.problem_type, record.problem_type),
