@@ -1,6 +1,6 @@
 """Model export: the model and adapter zips, the model card, and publishing to a stand-in Hub.
 
-The Hub is a small HTTP server on 127.0.0.1 that speaks the part of the Hub API the
+The Hub is a pytest-httpserver on 127.0.0.1 that speaks the part of the Hub API the
 `huggingface_hub` client uses to publish (whoami, create repo, validate README metadata,
 preupload, commit) and keeps what it receives. Nothing leaves the machine.
 """
@@ -14,15 +14,15 @@ import json
 import os
 import re
 import shutil
-import threading
 import zipfile
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from conftest import load_cfg, pattern_rows, run_cli, tiny_config
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.export.hub import HubError, push_to_hub
@@ -246,111 +246,91 @@ def test_no_checkpoint_is_a_clear_error(trained, tmp_path):
 
 
 class StandInHub:
-    """Enough of the Hub API for `HfApi.whoami`, `create_repo` and `create_commit`."""
+    """Enough of the Hub API for `HfApi.whoami`, `create_repo` and `create_commit`, served by a
+    pytest-httpserver. A request to any other route is answered 404 and listed in `unexpected`."""
 
-    def __init__(self):
-        self.requests: list[dict] = []
+    def __init__(self, server: HTTPServer):
+        self.server = server
+        self.url = server.url_for("/").rstrip("/")
         self.created: list[dict] = []
         self.files: dict[str, dict[str, bytes]] = {}  # repo id -> path -> content
-        self.unexpected: list[str] = []
-        hub = self
+        self.bad_commit_items: list[str] = []
+        server.no_handler_status_code = 404
+        routes = [
+            ("GET", "/api/whoami-v2", self.whoami),
+            ("POST", "/api/repos/create", self.create_repo),
+            ("POST", "/api/validate-yaml", lambda request: {"errors": [], "warnings": []}),
+            ("POST", re.compile(r"/api/models/[^/]+/[^/]+/preupload/[^/]+$"), self.preupload),
+            ("POST", re.compile(r"/api/models/([^/]+/[^/]+)/commit/[^/]+$"), self.commit),
+        ]
+        for method, uri, answer in routes:
+            server.expect_request(uri, method=method).respond_with_handler(self.authorized(answer))
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):  # quiet
-                pass
+    @property
+    def requests(self) -> list[dict]:
+        return [
+            {"method": r.method, "path": r.path, "auth": r.headers.get("Authorization")}
+            for r, _ in list(self.server.log)
+        ]
 
-            def do_GET(self):
-                hub.handle(self, "GET")
-
-            def do_POST(self):
-                hub.handle(self, "POST")
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-    @staticmethod
-    def body(handler) -> bytes:
-        if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            data = b""
-            while size := int(handler.rfile.readline().strip(), 16):
-                data += handler.rfile.read(size)
-                handler.rfile.readline()
-            handler.rfile.readline()
-            return data
-        return handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+    @property
+    def unexpected(self) -> list[str]:
+        return [str(a) for a in self.server.assertions] + self.bad_commit_items
 
     @staticmethod
-    def reply(handler, status: int, data) -> None:
-        raw = json.dumps(data).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(raw)))
-        handler.end_headers()
-        handler.wfile.write(raw)
+    def authorized(answer):
+        def respond(request: Request) -> Response:
+            if request.headers.get("Authorization") != f"Bearer {TOKEN}":
+                data, status = {"error": "Invalid credentials in Authorization header"}, 401
+            else:
+                data, status = answer(request), 200
+            return Response(json.dumps(data), status=status, content_type="application/json")
 
-    def handle(self, handler, method: str) -> None:
-        path = handler.path.split("?", 1)[0]
-        body = self.body(handler) if method == "POST" else b""
-        auth = handler.headers.get("Authorization")
-        self.requests.append({"method": method, "path": path, "auth": auth})
-        if auth != f"Bearer {TOKEN}":
-            return self.reply(
-                handler, 401, {"error": "Invalid credentials in Authorization header"}
-            )
-        if method == "GET" and path == "/api/whoami-v2":
-            return self.reply(handler, 200, {"name": USER, "type": "user", "orgs": []})
-        if method == "POST" and path == "/api/repos/create":
-            payload = json.loads(body)
-            self.created.append(payload)
-            repo_id = f"{payload['organization']}/{payload['name']}"
-            return self.reply(handler, 200, {"url": f"{self.url}/{repo_id}", "name": repo_id})
-        if method == "POST" and path == "/api/validate-yaml":
-            return self.reply(handler, 200, {"errors": [], "warnings": []})
-        match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/(preupload|commit)/([^/]+)", path)
-        if method == "POST" and match:
-            repo_id, action, _revision = match.groups()
-            if action == "preupload":
-                files = json.loads(body)["files"]
-                # Every file goes inline (base64) in the commit: the tiny model is small.
-                answer = [
-                    {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False}
-                    for f in files
-                ]
-                return self.reply(handler, 200, {"files": answer})
-            stored = self.files.setdefault(repo_id, {})
-            for line in body.splitlines():
-                item = json.loads(line)
-                if item["key"] == "file":
-                    value = item["value"]
-                    assert value["encoding"] == "base64"
-                    stored[value["path"]] = base64.b64decode(value["content"])
-                elif item["key"] != "header":
-                    self.unexpected.append(f"commit item {item['key']}")
-            oid = "0123456789abcdef0123456789abcdef01234567"
-            return self.reply(
-                handler,
-                200,
-                {
-                    "commitUrl": f"{self.url}/{repo_id}/commit/{oid}",
-                    "commitOid": oid,
-                    "pullRequestUrl": None,
-                },
-            )
-        self.unexpected.append(f"{method} {path}")
-        return self.reply(handler, 404, {"error": "not in the stand-in"})
+        return respond
+
+    def whoami(self, request: Request) -> dict:
+        return {"name": USER, "type": "user", "orgs": []}
+
+    def create_repo(self, request: Request) -> dict:
+        payload = request.get_json()
+        self.created.append(payload)
+        repo_id = f"{payload['organization']}/{payload['name']}"
+        return {"url": f"{self.url}/{repo_id}", "name": repo_id}
+
+    def preupload(self, request: Request) -> dict:
+        # Every file goes inline (base64) in the commit: the tiny model is small.
+        files = request.get_json()["files"]
+        return {
+            "files": [
+                {"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files
+            ]
+        }
+
+    def commit(self, request: Request) -> dict:
+        repo_id = re.match(r"/api/models/([^/]+/[^/]+)/", request.path).group(1)
+        stored = self.files.setdefault(repo_id, {})
+        for line in request.get_data().splitlines():
+            item = json.loads(line)
+            if item["key"] == "file":
+                value = item["value"]
+                assert value["encoding"] == "base64"
+                stored[value["path"]] = base64.b64decode(value["content"])
+            elif item["key"] != "header":
+                self.bad_commit_items.append(f"commit item {item['key']}")
+        oid = "0123456789abcdef0123456789abcdef01234567"
+        return {
+            "commitUrl": f"{self.url}/{repo_id}/commit/{oid}",
+            "commitOid": oid,
+            "pullRequestUrl": None,
+        }
 
 
 @pytest.fixture
 def hub():
-    server = StandInHub()
-    yield server
-    server.close()
+    # Our own instance rather than the plugin's `httpserver` fixture, which listens on
+    # "localhost": the house rule is 127.0.0.1.
+    with HTTPServer(host="127.0.0.1", port=0, threaded=True) as server:
+        yield StandInHub(server)
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""The GPT metric against a real OpenAI-compatible HTTP server on 127.0.0.1.
+"""The GPT metric against a real OpenAI-compatible HTTP server on 127.0.0.1 (pytest-httpserver).
 
 The server grades an answer by its length (characters mod 11), so every score it hands out can be
-recomputed here from what it was sent; it records each request, can fail a row once with HTTP 500,
-answer without a score, or refuse the key.
+recomputed here from what it was sent; its log keeps each request; it can fail a row once with
+HTTP 500, answer without a score, or refuse the key.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import logging
 import math
 import re
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 from conftest import load_cfg, tiny_config
+from pytest_httpserver import HTTPServer
+from werkzeug import Request, Response
 
 from llm_studio.config.settings import ConfigError
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
@@ -41,59 +42,53 @@ def server_score(answer: str) -> int:
     return len(answer) % 11
 
 
-class JudgeServer:
-    """Implements POST /v1/chat/completions; everything it was sent is kept in `requests`."""
+def answer_in(body: dict) -> str | None:
+    found = ANSWER.search(body["messages"][-1]["content"])
+    return found.group(1) if found else None
 
-    def __init__(self):
-        self.requests: list[dict] = []
+
+def grade(answer: str | None) -> int | None:
+    """The score the server hands out for an answer, None for an answer it gives no score."""
+    return None if answer is None or "NOSCORE" in answer else server_score(answer)
+
+
+class JudgeServer:
+    """Serves POST /v1/chat/completions (any other route is a 404) on a pytest-httpserver."""
+
+    def __init__(self, httpserver: HTTPServer):
+        self.httpserver = httpserver
         self.failed_once: set[str] = set()
         self.lock = threading.Lock()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.handle(self, body)
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        httpserver.no_handler_status_code = 404
+        httpserver.expect_request("/v1/chat/completions", method="POST").respond_with_handler(
+            self.complete
         )
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
+        return self.httpserver.url_for("/v1")
 
-    def handle(self, handler, body: dict) -> None:
-        content = body["messages"][-1]["content"]
-        found = ANSWER.search(content)
-        answer = found.group(1) if found else None
-        auth = handler.headers.get("Authorization")
-        record = {"model": body.get("model"), "content": content, "answer": answer, "auth": auth}
+    def complete(self, request: Request) -> Response:
+        body = request.get_json()
+        answer = answer_in(body)
+        auth = request.headers.get("Authorization")
+        if auth != f"Bearer {SECRET}":
+            return self.reply(401, {"error": {"message": "bad key"}})
         with self.lock:
-            self.requests.append(record)
             flaky_first = (
                 answer is not None and "FLAKY" in answer and answer not in self.failed_once
             )
             if flaky_first:
                 self.failed_once.add(answer)
-        if handler.path != "/v1/chat/completions":
-            return self.reply(handler, record, 404, {"error": {"message": "no such route"}})
-        if auth != f"Bearer {SECRET}":
-            return self.reply(handler, record, 401, {"error": {"message": "bad key"}})
         if flaky_first:
             # The error body echoes the key, as a careless server might: it must not reach a log.
-            error = {"message": f"temporary failure for {auth}"}
-            return self.reply(handler, record, 500, {"error": error})
-        if answer is None or "NOSCORE" in answer:
-            text, record["score"] = "I would rather not say.", None
-        else:
-            record["score"] = server_score(answer)
-            text = f"The answer is what it is.\nScore: {record['score']}"
+            return self.reply(500, {"error": {"message": f"temporary failure for {auth}"}})
+        score = grade(answer)
+        text = (
+            "I would rather not say."
+            if score is None
+            else f"The answer is what it is.\nScore: {score}"
+        )
         completion = {
             "id": "chatcmpl-test",
             "object": "chat.completion",
@@ -108,20 +103,33 @@ class JudgeServer:
             ],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
-        self.reply(handler, record, 200, completion)
+        return self.reply(200, completion)
 
     @staticmethod
-    def reply(handler, record: dict, status: int, payload: dict) -> None:
-        record["status"] = status
-        data = json.dumps(payload).encode()
-        handler.send_response(status)
-        handler.send_header("Content-Type", "application/json")
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
+    def reply(status: int, payload: dict) -> Response:
+        return Response(json.dumps(payload), status=status, content_type="application/json")
+
+    @property
+    def requests(self) -> list[dict]:
+        """Each request the server got, in order, with what it answered."""
+        records = []
+        for request, response in list(self.httpserver.log):
+            body = json.loads(request.get_data() or b"{}")
+            answer = answer_in(body) if body.get("messages") else None
+            records.append(
+                {
+                    "model": body.get("model"),
+                    "content": body["messages"][-1]["content"] if body.get("messages") else None,
+                    "answer": answer,
+                    "auth": request.headers.get("Authorization"),
+                    "status": response.status_code,
+                    "score": grade(answer) if response.status_code == 200 else None,
+                }
+            )
+        return records
 
     def scored(self) -> list[dict]:
-        return [r for r in self.requests if r.get("status") == 200 and r.get("score") is not None]
+        return [r for r in self.requests if r["status"] == 200 and r["score"] is not None]
 
 
 @pytest.fixture
@@ -136,19 +144,18 @@ def clean_env(monkeypatch):
         "OPENAI_BASE_URL",
     ):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(judge, "RETRY_BACKOFF_S", 0.0)
     return monkeypatch
 
 
 @pytest.fixture
 def server(clean_env):
-    srv = JudgeServer()
-    srv.thread.start()
-    clean_env.setenv(judge.ENV_API_BASE, srv.base_url)
-    clean_env.setenv(judge.ENV_API_KEY, SECRET)
-    yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+    # Our own instance rather than the plugin's `httpserver` fixture, which listens on
+    # "localhost": the house rule is 127.0.0.1. Threaded, as the judge sends rows concurrently.
+    with HTTPServer(host="127.0.0.1", port=0, threaded=True) as httpserver:
+        srv = JudgeServer(httpserver)
+        clean_env.setenv(judge.ENV_API_BASE, srv.base_url)
+        clean_env.setenv(judge.ENV_API_KEY, SECRET)
+        yield srv
 
 
 def prediction_cfg(template="general", model="judge-model-x"):
@@ -188,7 +195,7 @@ def test_a_row_failing_once_with_500_is_retried_and_scored(server, caplog):
     assert scores == [server_score(p) for p in data["predictions"]]
     statuses = [r["status"] for r in server.requests]
     assert statuses.count(500) == 4 and statuses.count(200) == 4
-    assert "retrying" in caplog.text
+    assert "answered after 1 retried request(s)" in caplog.text
 
 
 def test_without_retries_a_failed_row_is_nan_and_the_echoed_key_is_not_logged(server, caplog):

@@ -118,7 +118,7 @@ def test_several_prompt_columns_system_and_missing_columns():
     assert any("answer_column" in w for w in missing.warnings)
 
 
-def test_word_counts_match_python_split_for_ascii_whitespace(monkeypatch):
+def test_word_counts_match_python_split(monkeypatch):
     texts = [
         "",
         " ",
@@ -129,12 +129,17 @@ def test_word_counts_match_python_split_for_ascii_whitespace(monkeypatch):
         None,
         "a" * 50 + " b",
         "x y",
+        # Unicode whitespace separates words too, as in str.split: no-break space, em space,
+        # ideographic space, next line, the file/group separators; a zero-width space does not.
+        "no\xa0break em\u2003space",
+        "\u3000ideographic\u3000 nel\x85line fs\x1cgs\x1dend",
+        "zero\u200bwidth",
     ] * 7
     expected = [0 if t is None else len(t.split()) for t in texts]
     arr = pa.array(texts, type=pa.string())
     assert word_counts(arr).tolist() == expected
-    # a slice (non-zero offset) and tiny chunks, so values straddle chunk boundaries
-    monkeypatch.setattr(statistics, "_CHUNK_BYTES", 7)
+    # a slice (non-zero offset) and tiny row chunks, so the text is counted piece by piece
+    monkeypatch.setattr(statistics.measures, "_WORD_ROWS", 5)
     assert word_counts(arr).tolist() == expected
     assert word_counts(arr.slice(3, 20)).tolist() == expected[3:23]
     assert word_counts(pd.Series(texts, dtype=object)).tolist() == expected
@@ -209,8 +214,8 @@ def test_second_call_reads_the_cache(tmp_path, monkeypatch):
     def no_compute(*args, **kwargs):
         raise AssertionError("computed again instead of reading the cache")
 
-    monkeypatch.setattr(statistics, "frame_statistics", no_compute)
-    monkeypatch.setattr(statistics, "read_dataframe", no_compute)
+    monkeypatch.setattr(statistics.cache, "frame_statistics", no_compute)
+    monkeypatch.setattr(statistics.cache, "read_dataframe", no_compute)
     second = dataset_statistics(path, chat_cfg(), cache)
     assert second.cached
     assert second.to_dict() == first.to_dict()

@@ -25,7 +25,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9 ._-]")
 
 
 def _griddable(annotation: Any, spec: SettingSpec | None) -> bool:
-    if spec is None or spec.multi or spec.free_text or spec.secret:
+    if spec is None or spec.multi or spec.free_text:
         return False
     if typing.get_origin(annotation) is list or annotation is bool:
         return False

@@ -32,7 +32,6 @@ class SettingSpec:
     shown_if: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     # Choices may also be typed freely (combobox) instead of picked from a closed list.
     free_text: bool = False
-    secret: bool = False
 
 
 def setting(

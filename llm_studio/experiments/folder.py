@@ -132,10 +132,6 @@ class ExperimentFolder:
         points = [ChartPoint(**json.loads(line)) for line in complete.splitlines() if line]
         return points, offset + len(complete)
 
-    def read_charts_since(self, step: int) -> list[ChartPoint]:
-        points, _ = self.read_charts()
-        return [p for p in points if p.step >= step]
-
     def truncate_charts_after(self, step: int) -> None:
         """Drop points past `step`: a resumed run rewrites them."""
         points, _ = self.read_charts()

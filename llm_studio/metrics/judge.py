@@ -3,7 +3,7 @@
 The judge is reached through the `openai` client at `OPENAI_API_BASE` with the key in
 `OPENAI_API_KEY`; both must be set, otherwise `resolve_metric` falls back to BLEU. Each judged row
 sends one chat request built from a template in `prompts/` and gets a 0-10 score parsed from the
-judge's answer. Rows are judged concurrently, failed calls are retried, and only the first
+judge's answer. Rows are judged concurrently, the client retries failed calls, and only the first
 `max_rows()` rows are sent: the other rows, and rows whose answer holds no score, score NaN, so
 the experiment's value is the mean over the rows that were judged. See docs/llm-judge.md.
 
@@ -19,7 +19,6 @@ import math
 import os
 import re
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,10 +38,9 @@ DEFAULT_MAX_ROWS = 200  # validation rows sent to the judge per validation; 0 me
 ENV_WORKERS = "H2O_LLM_STUDIO_JUDGE_WORKERS"
 DEFAULT_WORKERS = 8  # concurrent requests
 ENV_RETRIES = "H2O_LLM_STUDIO_JUDGE_RETRIES"
-DEFAULT_RETRIES = 3  # further attempts after a failed request
+DEFAULT_RETRIES = 3  # the openai client's max_retries: further attempts after a failed request
 ENV_TIMEOUT = "H2O_LLM_STUDIO_JUDGE_TIMEOUT"
 DEFAULT_TIMEOUT_S = 120.0  # per request
-RETRY_BACKOFF_S = 1.0  # wait before the first retry; doubled for each further one
 
 MT_BENCH_TEMPLATE = "mt-bench"
 MT_BENCH_QUESTIONS = "mt-bench-questions.jsonl"
@@ -326,45 +324,31 @@ def judge_scores(*, predictions, targets, prompts, prediction_cfg, **_) -> list[
 
     import openai
 
-    retryable = (
-        openai.APIConnectionError,  # includes timeouts
-        openai.RateLimitError,  # 429
-        openai.InternalServerError,  # 5xx
-        openai.ConflictError,  # 409
-    )
     fatal = threading.Event()
-    client = openai.OpenAI(api_key=key, base_url=base, max_retries=0, timeout=timeout)
+    # The client retries connection errors, timeouts, 408, 409, 429 and 5xx itself, with
+    # exponential backoff and the server's Retry-After honoured.
+    client = openai.OpenAI(api_key=key, base_url=base, max_retries=retries, timeout=timeout)
 
     def judge_one(row: int) -> _Outcome:
-        for attempt in range(retries + 1):
-            if fatal.is_set():
-                return _Outcome(error="skipped after an earlier error that retrying cannot fix")
-            try:
-                response = client.chat.completions.create(
-                    model=model, messages=messages[row], temperature=0.0
-                )
-            except retryable as err:
-                if attempt == retries:
-                    return _Outcome(error=f"{type(err).__name__}: {err}")
-                log.info(
-                    "metric GPT: row %d: %s, retrying (%d of %d)",
-                    row,
-                    type(err).__name__,
-                    attempt + 1,
-                    retries,
-                )
-                time.sleep(RETRY_BACKOFF_S * 2**attempt)
-                continue
-            except openai.APIStatusError as err:
-                if err.status_code in (401, 403, 404):
-                    fatal.set()  # wrong key, model or endpoint: every other row fails alike
-                return _Outcome(error=f"{type(err).__name__}: {err}")
-            except openai.OpenAIError as err:
-                return _Outcome(error=f"{type(err).__name__}: {err}")
-            choices = response.choices or []
-            answer = (choices[0].message.content if choices else None) or ""
-            return _Outcome(score=parse_score(answer), answer=answer)
-        raise AssertionError("unreachable")
+        if fatal.is_set():
+            return _Outcome(error="skipped after an earlier error that retrying cannot fix")
+        try:
+            raw = client.chat.completions.with_raw_response.create(
+                model=model, messages=messages[row], temperature=0.0
+            )
+        except openai.APIStatusError as err:
+            if err.status_code in (401, 403, 404):
+                fatal.set()  # wrong key, model or endpoint: every other row fails alike
+            return _Outcome(error=f"{type(err).__name__}: {err}")
+        except openai.OpenAIError as err:
+            return _Outcome(error=f"{type(err).__name__}: {err}")
+        if raw.retries_taken:
+            log.info(
+                "metric GPT: row %d: answered after %d retried request(s)", row, raw.retries_taken
+            )
+        choices = raw.parse().choices or []
+        answer = (choices[0].message.content if choices else None) or ""
+        return _Outcome(score=parse_score(answer), answer=answer)
 
     try:
         with ThreadPoolExecutor(max_workers=min(workers, max(judged, 1))) as pool:

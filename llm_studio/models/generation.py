@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable
 
 import torch
 
@@ -96,8 +95,3 @@ def generate_batch(
     new_tokens = output[:, batch["input_ids"].shape[1] :]
     texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
     return [cut_at_stop(t, prediction_cfg).strip() for t in texts]
-
-
-def batched(items: list, size: int) -> Iterable[list]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
