@@ -309,7 +309,7 @@ async def _submit(q: Q, cfg, folder: Path) -> None:
             config_file=str(folder / "cfg.yaml"),
         )
     )
-    handler = state.store.get_setting("credential_handler", "env_file")
+    handler = secrets.current_handler(state.store)
     env = secrets.load(handler, state.session_secrets)
     base = state.store.get_setting("openai_api_base", "")
     if base:

@@ -131,7 +131,7 @@ async def push_confirm(q: Q) -> None:
     state = client_state(q)
     q.page["meta"].dialog = None
     token = q.args.hub_token or secrets.load(
-        state.store.get_setting("credential_handler", "env_file"), state.session_secrets
+        secrets.current_handler(state.store), state.session_secrets
     ).get("HF_TOKEN", "")
     record = _record(q)
     _note(q, ui.progress("Pushing to the Hugging Face Hub"))
