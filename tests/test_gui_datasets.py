@@ -84,6 +84,8 @@ def test_import_csv_upload_configure_preview_continue(page, app_url, workdir, tm
     page.get_by_role("button", name="Continue").click()
     wait_for_text(page, "pattern-upload")
     assert (workdir / "data" / "user" / "pattern-upload" / "cfg.yaml").is_file()
+    # The upload left waved's data directory once the app had its copy.
+    assert not list((workdir / "data" / "wave-files").rglob("pattern.csv"))
 
 
 def test_import_parquet_and_zip_with_validation(page, app_url, workdir, tmp_path):

@@ -75,6 +75,9 @@ def _raw_http(port: int, host: str, path: str = "/", extra: str = "") -> str:
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("launcher")
+    stale = workdir / "data" / "wave-files" / "f" / "0123" / "old_model.zip"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"left by an earlier run")
     with running_app(workdir) as url:
         wait_for_app_port(workdir)
         yield workdir, url
@@ -133,6 +136,13 @@ def test_the_launcher_registers_a_dropped_app_again(app):
 
 def _read(path) -> str:
     return path.read_text() if path.is_file() else ""
+
+
+def test_waved_keeps_its_files_under_the_workdir_and_starts_empty(app):
+    workdir, _ = app
+    waved = psutil.Process(_pids(workdir)["waved"]["pid"]).environ()
+    assert waved["H2O_WAVE_DATA_DIR"] == str(workdir / "data" / "wave-files")
+    assert not list((workdir / "data" / "wave-files").rglob("old_model.zip"))
 
 
 def test_foreign_host_is_refused_over_http_and_websocket(app):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from h2o_wave import Q, on, ui
 
-from llm_studio.ui import layout, secrets
+from llm_studio.ui import layout, secrets, wave_files
 from llm_studio.ui.state import client_state
 
 DOWNLOADS = {
@@ -56,7 +56,7 @@ async def _download(q: Q, builder_name: str, kind: str) -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="llmstudio-download-"))
     try:
         archive = await q.run(getattr(package, builder_name), Path(record.path), out_dir)
-        (url,) = await q.site.upload([str(archive)])
+        url = await wave_files.serve_download(q, (record.id, builder_name), str(archive))
     except package.ExportError as exc:
         _note(q, layout.message(str(exc), "error"))
         return
@@ -90,7 +90,8 @@ async def download_logs(q: Q) -> None:
 @on("download_config")
 async def download_config(q: Q) -> None:
     record = _record(q)
-    (url,) = await q.site.upload([record.config_file or str(Path(record.path) / "cfg.yaml")])
+    config = record.config_file or str(Path(record.path) / "cfg.yaml")
+    url = await wave_files.serve_download(q, (record.id, "config"), config)
     _note(q, ui.link(label="Download cfg.yaml", path=url, download=True))
 
 
