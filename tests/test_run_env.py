@@ -30,7 +30,12 @@ def test_each_secret_follows_the_feature_that_uses_it(tmp_path, monkeypatch):
 
 def test_secrets_of_the_app_environment_are_filtered_too(tmp_path):
     config = _config(tmp_path, llm_backbone=str(tmp_path), prediction={"metric": "GPT"})
-    base = {"PATH": "/bin", "AWS_SECRET_ACCESS_KEY": "x", "OPENAI_API_KEY": "from-env"}
+    base = {
+        "PATH": "/bin",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "OPENAI_API_KEY": "from-env",
+        "H2O_WAVE_APP_ACCESS_KEY_SECRET": "the GUI's own",
+    }
     env = training_environment(base, {"OPENAI_API_BASE": "http://127.0.0.1:9"}, config)
     assert env == {
         "PATH": "/bin",

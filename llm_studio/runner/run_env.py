@@ -31,6 +31,11 @@ SECRET_NAMES = frozenset(
 )
 
 
+def _is_secret(name: str) -> bool:
+    # waved's and the app's access keys (fresh per GUI start) are the GUI's, never a run's.
+    return name in SECRET_NAMES or (name.startswith("H2O_WAVE_") and "ACCESS_KEY" in name)
+
+
 def _read_config(config_file: str | os.PathLike[str]) -> dict:
     try:
         data = yaml.safe_load(Path(config_file).read_text(encoding="utf-8"))
@@ -69,10 +74,10 @@ def training_environment(
 ) -> dict[str, str]:
     """`base` without any secret, plus the secrets (from `secrets`, else `base`) the run uses."""
     used = secrets_used(config_file)
-    env = {k: v for k, v in base.items() if k not in SECRET_NAMES}
+    env = {k: v for k, v in base.items() if not _is_secret(k)}
     for name in used:
         value = secrets.get(name) or base.get(name)
         if value:
             env[name] = value
-    env.update({k: v for k, v in secrets.items() if k not in SECRET_NAMES})
+    env.update({k: v for k, v in secrets.items() if not _is_secret(k)})
     return env
