@@ -194,12 +194,23 @@ class _WavedWatch(threading.Thread):
         self.dropped = threading.Event()
 
     def run(self) -> None:
-        for raw in self.process.stdout:
+        for raw in self.process.stdout:  # read to the end, or waved would block on a full pipe
             line = raw.decode(errors="replace")
-            sys.stdout.write(line)
-            sys.stdout.flush()
+            try:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+            except (OSError, ValueError):  # our terminal is gone; keep draining
+                pass
             if '"t":"app_drop"' in line.replace(" ", "") and '"route":"/"' in line:
                 self.dropped.set()
+
+
+def _say(message: str) -> None:
+    """Print to the terminal; a closed one must not end the launcher (and with it the GUI)."""
+    try:
+        print(message, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 class AlreadyRunning(RuntimeError):
@@ -299,19 +310,19 @@ class Launcher:
         while not self.stop_requested.wait(0.5):
             dead = [name for name, p in self.processes.items() if p.poll() is not None]
             if dead:
-                print(f"LLM Studio: {dead[0]} exited; stopping the rest", flush=True)
+                _say(f"LLM Studio: {dead[0]} exited; stopping the rest")
                 self.shutdown()
                 return 1
             if self.watch.dropped.is_set():
                 self.watch.dropped.clear()
                 try:
                     register_app(self.env)
-                    print("LLM Studio: waved had dropped the app; registered it again", flush=True)
+                    _say("LLM Studio: waved had dropped the app; registered it again")
                 except OSError as err:
-                    print(f"LLM Studio: could not register the app again ({err})", flush=True)
+                    _say(f"LLM Studio: could not register the app again ({err})")
                     self.watch.dropped.set()  # try again on the next round
         self.shutdown()
-        print(f"LLM Studio stopped ({self.stop_reason}).", flush=True)
+        _say(f"LLM Studio stopped ({self.stop_reason}).")
         return 0
 
     def shutdown(self) -> None:
@@ -397,23 +408,24 @@ def main(argv: list[str] | None = None) -> int:
     launcher = Launcher(args.host, args.port)
 
     def request_stop(signum, _frame) -> None:
-        launcher.stop_reason = (
-            "Ctrl-C" if signum == signal.SIGINT else "SIGTERM, e.g. from make stop-llmstudio"
-        )
+        launcher.stop_reason = {
+            signal.SIGINT: "Ctrl-C",
+            signal.SIGHUP: "the terminal was closed",
+        }.get(signum, "SIGTERM, e.g. from make stop-llmstudio")
         launcher.stop_requested.set()
 
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, request_stop)
     try:
         launcher.start()
     except AlreadyRunning as err:
-        print(f"LLM Studio did not start: {err}", flush=True)
+        _say(f"LLM Studio did not start: {err}")
         return 1
     except (RuntimeError, TimeoutError, OSError) as err:
-        print(f"LLM Studio did not start: {err}", flush=True)
+        _say(f"LLM Studio did not start: {err}")
         launcher.shutdown()
         return 1
-    print(f"LLM Studio is at {launcher.url} (stop with Ctrl-C or make stop-llmstudio)", flush=True)
+    _say(f"LLM Studio is at {launcher.url} (stop with Ctrl-C or make stop-llmstudio)")
     return launcher.supervise()
 
 
