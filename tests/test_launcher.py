@@ -170,6 +170,33 @@ def test_foreign_host_is_refused_over_http_and_websocket(app):
     ws.close()
 
 
+def test_cross_site_posts_and_smuggled_second_requests_are_refused(app):
+    """A page of another site may post forms to localhost (e.g. uploads into waved): its Origin is
+    refused. A second request on a connection never skips the check: one request per connection.
+    """
+    _, url = app
+    port = int(url.rsplit(":", 1)[1].strip("/"))
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        body = "x" * 10
+        s.sendall(
+            f"POST /_f/ HTTP/1.1\r\nHost: localhost:{port}\r\nOrigin: http://evil.example\r\n"
+            f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n{body}".encode()
+        )
+        answer = s.recv(65536).decode(errors="replace")
+    assert answer.startswith("HTTP/1.1 403") and "Origin http://evil.example" in answer
+    two = (
+        f"GET / HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"
+        f"GET /_f/ HTTP/1.1\r\nHost: evil.example:{port}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(two.encode())
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    answers = b"".join(chunks).decode(errors="replace")
+    assert answers.startswith("HTTP/1.1 200") and answers.count("HTTP/1.1 ") == 1
+
+
 def test_allowed_hosts_env_admits_listed_names(monkeypatch):
     """LLM_STUDIO_ALLOWED_HOSTS (for Docker or remote use) lets a listed name in, and only it."""
     import asyncio
@@ -212,6 +239,7 @@ def test_allowed_hosts_env_admits_listed_names(monkeypatch):
     finally:
         loop.call_soon_threadsafe(stopped.set)
         guard.join(timeout=10)
+        loop.close()
         upstream.shutdown()
 
 

@@ -303,7 +303,7 @@ def test_gpu_runs_wait_for_their_gpus_in_order(lab):
 
 
 def test_the_queue_survives_a_restart_and_delete_checks_ids_first(lab):
-    a, b = lab.experiment("a"), lab.experiment("b")
+    a, b = lab.experiment("a"), lab.experiment("b", metric="GPT")  # GPT: b uses the key
     first = lab.runner(SleepingRunner, gpu_count=0)
     assert first.submit(a, gpus=[]) == "running"
     assert first.submit(b, gpus=[], env={SECRET_NAME: "old"}) == "queued"

@@ -1,14 +1,14 @@
-"""A front proxy that refuses requests whose `Host` is not ours: the defence against DNS rebinding.
+"""A front proxy that refuses requests whose `Host` or `Origin` is not ours (DNS rebinding, CSRF).
 
 After rebinding, a page of `evil.example` talks to our port with `Host: evil.example:<port>` and
 a matching `Origin`; waved only compares the two, so it accepts. waved has no host check of its
-own, so this proxy listens on the public address, reads each connection's first request head,
-and splices the connection to waved (on a private loopback port) only when the host is a
-loopback name or one the user listed in LLM_STUDIO_ALLOWED_HOSTS.
+own, so this proxy listens on the public address, reads the request head, and splices the
+connection to waved (on a private loopback port) only when the host, and the `Origin` if the
+browser sent one, is a loopback name or one the user listed in LLM_STUDIO_ALLOWED_HOSTS. The
+`Origin` check also refuses cross-site form posts (e.g. uploads) from any other page.
 
-Checking the first request of a connection is enough: a browser sends requests for one origin
-only on a connection (HTTP/1.1 has no coalescing), and non-browser clients can send any Host
-anyway, so the check is only ever a defence of browsers.
+Every plain HTTP request is passed on with `Connection: close`, so a connection carries exactly
+one request and every request is checked; a WebSocket upgrade is checked once and then spliced.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import asyncio
 import ipaddress
 import os
 import socket
+from urllib.parse import urlsplit
 
 ALLOWED_HOSTS_ENV = "LLM_STUDIO_ALLOWED_HOSTS"
 LOOPBACK_NAMES = frozenset({"localhost"})
@@ -49,18 +50,39 @@ def is_allowed(host_header: str | None, extra: frozenset[str]) -> bool:
         return False
 
 
-def _host_header(head: bytes) -> str | None:
+def _headers(head: bytes) -> dict[str, str]:
+    """Lower-case names to values (the first of repeated ones) of a request head."""
+    headers: dict[str, str] = {}
     for line in head.split(b"\r\n")[1:]:
         key, sep, value = line.partition(b":")
-        if sep and key.strip().lower() == b"host":
-            return value.decode("latin-1").strip()
-    return None
+        if sep:
+            headers.setdefault(
+                key.strip().lower().decode("latin-1"), value.decode("latin-1").strip()
+            )
+    return headers
 
 
-def _refusal(host: str | None) -> bytes:
-    shown = host if host else "(none)"
+def origin_allowed(origin: str | None, extra: frozenset[str]) -> bool:
+    """No Origin (not a browser, or a same-origin GET) passes; "null" or a foreign one does not."""
+    if origin is None:
+        return True
+    name = urlsplit(origin).hostname
+    return bool(name) and is_allowed(f"[{name}]" if ":" in name else name, extra)
+
+
+def _one_request_per_connection(head: bytes) -> bytes:
+    """The head with `Connection: close` instead of its own, so the next request is checked too."""
+    lines = head[:-4].split(b"\r\n")
+    kept = [lines[0]] + [
+        line for line in lines[1:] if line.partition(b":")[0].strip().lower() != b"connection"
+    ]
+    return b"\r\n".join(kept + [b"Connection: close"]) + b"\r\n\r\n"
+
+
+def _refusal(what: str, value: str | None) -> bytes:
+    shown = value if value else "(none)"
     body = (
-        f"Host {shown} is not allowed. LLM Studio answers only to loopback names "
+        f"{what} {shown} is not allowed. LLM Studio answers only to loopback names "
         f"(localhost, 127.0.0.1, ::1); to reach it under another name, list that name in "
         f"{ALLOWED_HOSTS_ENV} (comma-separated) before starting it.\n"
     ).encode()
@@ -96,9 +118,15 @@ async def _handle(
     except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, OSError):
         writer.close()
         return
-    host = _host_header(head)
+    headers = _headers(head)
+    host, origin = headers.get("host"), headers.get("origin")
+    refused = None
     if not is_allowed(host, extra):
-        writer.write(_refusal(host))
+        refused = _refusal("Host", host)
+    elif not origin_allowed(origin, extra):
+        refused = _refusal("Origin", origin)
+    if refused:
+        writer.write(refused)
         try:
             await writer.drain()
         finally:
@@ -110,6 +138,8 @@ async def _handle(
         writer.write(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         writer.close()
         return
+    if headers.get("upgrade", "").lower() != "websocket":
+        head = _one_request_per_connection(head)
     up_writer.write(head)
     await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
 
