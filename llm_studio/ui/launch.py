@@ -240,6 +240,8 @@ class Launcher:
         (workdir() / "output" / "download").mkdir(parents=True, exist_ok=True)
         listening = self._bind_public()  # first: a taken port must change nothing
         _stop_leftovers()  # servers of a launcher that was killed outright
+        # Ours from now on: a second start meanwhile says where this one is.
+        _write_pids({"launcher": _entry(os.getpid()), "url": self.url})
         shutil.rmtree(wave_files_dir(), ignore_errors=True)
         wave_files_dir().mkdir(parents=True)
         waved_port, app_port = free_port(), free_port()
