@@ -40,7 +40,7 @@ test: setup browser
 	$(MAKE) --no-print-directory lint
 	$(BIN)/python -m pytest -q
 
-# The GUI at http://localhost:10101 (waved + the app, both stopped by make stop-llmstudio).
+# The GUI at http://localhost:10101 (host guard + waved + the app, all ended by make stop-llmstudio).
 llmstudio: setup
 	$(BIN)/python -m llm_studio.ui.launch start
 
@@ -63,3 +63,4 @@ bench: setup
 	$(BIN)/python bench/bench_padding.py
 	$(BIN)/python bench/bench_experiment_list.py
 	$(BIN)/python bench/bench_chat_first_words.py
+	$(BIN)/python bench/bench_sessions.py

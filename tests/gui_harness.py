@@ -67,6 +67,7 @@ def running_app(workdir: Path, extra_env: dict | None = None):
             with open(log, "a") as fh:
                 for rest in launcher.stdout:
                     fh.write(rest)
+                    fh.flush()  # tests read the log while the app runs
 
         threading.Thread(target=drain, daemon=True).start()
         yield f"http://127.0.0.1:{port}/"

@@ -275,6 +275,29 @@ def test_downloaded_model_answers_like_the_chat_tab(page, app_url, experiments, 
     assert answer.strip() == shown.strip(), (answer, shown)
 
 
+def test_three_model_downloads_keep_one_copy_in_waved(page, app_url, experiments, workdir):
+    """waved keeps every file the app hands out: three clicks on "Download model" once left three
+    copies of the model. Now only the latest download per experiment and kind stays, and
+    waved's data directory lies under the work dir."""
+    record = experiments["chat-lr-high"]
+    wave_files = workdir / "data" / "wave-files"
+    open_chat(page, app_url, record)
+    served: list[str] = []
+    for _ in range(3):
+        page.get_by_role("button", name="Download model").click()
+        link = page.get_by_role("link", name=f"Download {record.name}_model.zip")
+        deadline = time.time() + 60
+        while not (link.count() and link.get_attribute("href") not in served):
+            assert time.time() < deadline, "no new download link"
+            time.sleep(0.2)
+        served.append(link.get_attribute("href"))
+        with page.expect_download():
+            link.click()
+    assert len(set(served)) == 3
+    zips = [p for p in wave_files.rglob("*.zip") if p.name == f"{record.name}_model.zip"]
+    assert len(zips) == 1, zips
+
+
 def test_chat_model_is_released_when_the_client_shows_something_else():
     import asyncio
     import gc

@@ -25,7 +25,9 @@ def workdir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app_url(workdir):
-    with running_app(workdir) as url:
+    # keyring's "no backend" on any machine, so the Settings test sees the same message everywhere
+    no_keyring = {"PYTHON_KEYRING_BACKEND": "keyring.backends.fail.Keyring"}
+    with running_app(workdir, no_keyring) as url:
         yield url
 
 
@@ -90,6 +92,8 @@ def test_import_csv_upload_configure_preview_continue(page, app_url, workdir, tm
     page.get_by_role("button", name="Continue").click()
     wait_for_text(page, "pattern-upload")
     assert (workdir / "data" / "user" / "pattern-upload" / "cfg.yaml").is_file()
+    # The upload left waved's data directory once the app had its copy.
+    assert not list((workdir / "data" / "wave-files").rglob("pattern.csv"))
 
 
 def test_import_parquet_and_zip_with_validation(page, app_url, workdir, tmp_path):
@@ -303,8 +307,24 @@ def test_edit_merge_and_delete(page, app_url, workdir):
 
 def test_settings_persist_and_secrets_stay_hidden(page, app_url, workdir):
     secret = "sk-browser-test-secret-42"
+    env_file = workdir / "data" / "dbs" / "secrets.env"
     page.goto(app_url + "#settings")
     wait_for_text(page, "Credential handler")
+    # The default keeps keys out of every file.
+    expect(page.get_by_role("combobox", name="Credential handler")).to_have_text(
+        "Not saved (environment and this browser session only)"
+    )
+    page.get_by_label("OpenAI API key").fill(secret)
+    page.get_by_role("button", name="Save settings").click()
+    wait_for_text(page, "Settings saved")
+    assert not env_file.exists()
+    # The system keyring, with no backend on this machine: a clear message, nothing saved.
+    choose(page, "Credential handler", "System keyring")
+    page.get_by_label("OpenAI API key").fill(secret)
+    page.get_by_role("button", name="Save settings").click()
+    wait_for_text(page, "No system keyring was found")
+    # The clear-text file only as an explicit choice.
+    choose(page, "Credential handler", "Local file data/dbs/secrets.env (clear text, owner-only)")
     page.get_by_label("OpenAI API key").fill(secret)
     choose(page, "Theme", "h2o-dark")
     page.get_by_role("button", name="Save settings").click()
@@ -315,7 +335,6 @@ def test_settings_persist_and_secrets_stay_hidden(page, app_url, workdir):
     screenshot(page, "settings")
     expect(page.get_by_role("combobox", name="Theme")).to_have_text("h2o-dark")
     assert secret not in page.content()
-    env_file = workdir / "data" / "dbs" / "secrets.env"
     assert secret in env_file.read_text()
     assert env_file.stat().st_mode & 0o777 == 0o600
 

@@ -106,6 +106,23 @@ def test_tensorboard_rerun_into_the_same_folder_starts_fresh(tmp_path):
     assert len(list((folder.path / "tensorboard").glob("events.out.tfevents.*"))) == 1
 
 
+def test_neptune_offline_data_stays_in_the_experiment_folder(
+    tmp_path, tiny_model_dir, pattern_csv, monkeypatch
+):
+    """Without NEPTUNE_DATA_DIRECTORY, Neptune's queue once landed in `.neptune` of the working
+    directory (the repository root for runs the GUI starts); now it is the experiment's."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("NEPTUNE_MODE", "offline")
+    monkeypatch.setenv("NEPTUNE_DATA_DIRECTORY", "")  # unset; restored after the test
+    cfg = config(
+        tmp_path, tiny_model_dir, pattern_csv, logger="Neptune", neptune_project="acme/llm"
+    )
+    folder = train(cfg)
+    assert not (tmp_path / ".neptune").exists()
+    ops = read_neptune_offline(folder.path / ".neptune")
+    assert neptune_series(ops, "train/loss") == series(folder, "train/loss")
+
+
 def test_neptune_offline_logs_config_and_charts_without_the_token(
     tmp_path, tiny_model_dir, pattern_csv, monkeypatch, caplog, capfd
 ):

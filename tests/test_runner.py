@@ -49,7 +49,7 @@ def lab(tmp_path, monkeypatch, tiny_model_dir):
             self.store = store
             self.runners: list[Runner] = []
 
-        def experiment(self, name: str, epochs: int = 1) -> ExperimentRecord:
+        def experiment(self, name: str, epochs: int = 1, metric: str = "BLEU") -> ExperimentRecord:
             folder = experiment_dir(name)
             folder.mkdir(parents=True)
             cfg = tiny_config(
@@ -57,7 +57,7 @@ def lab(tmp_path, monkeypatch, tiny_model_dir):
                 csv,
                 folder,
                 training={"epochs": epochs, "evaluation_epochs": 1.0},
-                prediction={"max_length_inference": 1},
+                prediction={"max_length_inference": 1, "metric": metric},
             )
             write_yaml(folder / "cfg.yaml", cfg)
             return store.add_experiment(
@@ -122,7 +122,7 @@ def files_of(path: str) -> list[Path]:
 
 
 def test_sigkill_reads_as_failed_and_the_secret_stays_in_the_environment(lab):
-    record = lab.experiment("killed", epochs=100)
+    record = lab.experiment("killed", epochs=100, metric="GPT")  # GPT: the run uses the key
     runner = lab.runner()
     assert runner.submit(record, gpus=[], env={SECRET_NAME: SECRET}) == "running"
     record = lab.get(record)
@@ -146,6 +146,36 @@ def test_sigkill_reads_as_failed_and_the_secret_stays_in_the_environment(lab):
     assert not group(record.pid)
     for path in files_of(record.path):
         assert SECRET.encode() not in path.read_bytes(), path
+
+
+ALL_SECRETS = {
+    "AWS_ACCESS_KEY_ID": "AKIA-test",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret-test",
+    "KAGGLE_USERNAME": "kaggle-user-test",
+    "KAGGLE_KEY": "kaggle-key-test",
+    "HF_TOKEN": "hf_test",
+    "OPENAI_API_KEY": "sk-test",
+    "NEPTUNE_API_TOKEN": "neptune-test",
+}
+
+
+@pytest.mark.parametrize(
+    "metric, expected", [("BLEU", set()), ("GPT", {"OPENAI_API_KEY"})], ids=["bleu", "gpt"]
+)
+def test_a_run_gets_only_the_secrets_it_uses(lab, monkeypatch, metric, expected):
+    """All seven secrets in the app (Settings and its own environment): a local-backbone run gets
+    the OpenAI key only for the GPT metric, and never AWS, Kaggle, HF or Neptune keys."""
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-app-environment")
+    monkeypatch.setenv("KAGGLE_KEY", "from-the-app-environment")
+    record = lab.experiment(f"secrets-{metric}", epochs=100, metric=metric)
+    runner = lab.runner()
+    assert runner.submit(record, gpus=[], env=ALL_SECRETS) == "running"
+    environ = psutil.Process(lab.get(record).pid).environ()
+    try:
+        assert {k for k in ALL_SECRETS if k in environ} == expected
+        assert all(environ[k] == ALL_SECRETS[k] for k in expected)
+    finally:
+        runner.stop(record.id)
 
 
 def test_stop_ends_the_whole_group_children_included(lab, tmp_path):
@@ -273,7 +303,7 @@ def test_gpu_runs_wait_for_their_gpus_in_order(lab):
 
 
 def test_the_queue_survives_a_restart_and_delete_checks_ids_first(lab):
-    a, b = lab.experiment("a"), lab.experiment("b")
+    a, b = lab.experiment("a"), lab.experiment("b", metric="GPT")  # GPT: b uses the key
     first = lab.runner(SleepingRunner, gpu_count=0)
     assert first.submit(a, gpus=[]) == "running"
     assert first.submit(b, gpus=[], env={SECRET_NAME: "old"}) == "queued"

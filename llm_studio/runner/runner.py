@@ -42,6 +42,7 @@ import yaml
 from llm_studio import paths
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.runner import processes
+from llm_studio.runner.run_env import training_environment
 from llm_studio.store.db import (
     ExperimentRecord,
     NotFoundError,
@@ -204,7 +205,8 @@ class Runner:
         `record.config_file` (default `<record.path>/cfg.yaml`) must exist and write to
         `record.path`. `gpus` are GPU ids like "0"; None takes the config's environment.gpus;
         empty runs on the CPU. `env` is added to the child's environment: the place for secrets
-        (OPENAI_API_KEY, HF_TOKEN, ...). `resume` passes --resume to train.py.
+        (OPENAI_API_KEY, HF_TOKEN, ...), of which the child gets only those its config uses
+        (`run_env.secrets_used`). `resume` passes --resume to train.py.
         Returns "running" or "queued"; raises RunnerError if it cannot start at all.
         """
         if record.id is None:
@@ -438,7 +440,9 @@ class Runner:
         command = self.command(_config_file(record), waiting.gpus)
         if waiting.resume:
             command.append("--resume")
-        child_env = {**os.environ, **waiting.env, "PYTHONUNBUFFERED": "1"}
+        # Only the secrets this run uses (Neptune, GPT metric, Hub backbone): see run_env.
+        child_env = training_environment(os.environ, waiting.env, _config_file(record))
+        child_env["PYTHONUNBUFFERED"] = "1"
         # GPUs are handed out here; a CPU run must not touch (busy) GPUs at all.
         child_env["CUDA_VISIBLE_DEVICES"] = ",".join(waiting.gpus)
         try:

@@ -45,8 +45,10 @@ class NoneLogger(ChartLogger):
 class NeptuneLogger(ChartLogger):
     """Logs the config under "cfg" and each chart as a float series, e.g. run["train/loss"].
 
-    NEPTUNE_MODE picks the connection mode (default async); in offline mode the run is kept in
-    NEPTUNE_DATA_DIRECTORY (default: .neptune in the working directory) for `neptune sync`.
+    NEPTUNE_MODE picks the connection mode (default async). Neptune queues a run's data in
+    NEPTUNE_DATA_DIRECTORY (in offline mode until `neptune sync`); unless the user set it, that is
+    the experiment folder's `.neptune/` (the name `neptune sync --path` wants), not `.neptune`
+    in whatever the working directory is.
     """
 
     def __init__(self, cfg, folder: ExperimentFolder):
@@ -63,6 +65,9 @@ class NeptuneLogger(ChartLogger):
                 "NEPTUNE_API_TOKEN: the Neptune logger reads the API token from this "
                 "environment variable, and it is not set (it is never a config setting)"
             )
+        # Read by Neptune when the run starts; this process trains this one experiment only.
+        data_dir = os.environ.get("NEPTUNE_DATA_DIRECTORY") or str(folder.path / ".neptune")
+        os.environ["NEPTUNE_DATA_DIRECTORY"] = data_dir
         import neptune
         from neptune.utils import stringify_unsupported
 
@@ -82,7 +87,6 @@ class NeptuneLogger(ChartLogger):
         self.run["cfg"] = stringify_unsupported(to_dict(cfg))
         where = ""
         if mode == "offline":
-            data_dir = os.environ.get("NEPTUNE_DATA_DIRECTORY", ".neptune")
             where = f"; its data stays in {os.path.abspath(data_dir)} until `neptune sync`"
         log.info("Neptune logger: project %s, mode %s%s", project, mode, where)
 

@@ -1,8 +1,11 @@
 """Credentials from the Settings page, kept by the handler the user picks.
 
-- "none": only for this browser session (in memory), never written anywhere.
-- "env_file": `<workdir>/data/dbs/secrets.env`, a KEY=value file readable only by its owner.
-- "keyring": the OS keyring, when the `keyring` package finds one.
+- "none" (the default): not saved; the process environment, plus what was typed in this
+  browser session (in memory only).
+- "keyring": the system keyring through the `keyring` package; when it finds no backend (no
+  Secret Service, KWallet, macOS Keychain ...), saving says so and stores nothing.
+- "env_file": `<workdir>/data/dbs/secrets.env`, a KEY=value file in clear text readable only by
+  its owner: only when chosen explicitly, or when such a file exists from an earlier version.
 Values are never logged and never rendered back into a page.
 """
 
@@ -24,8 +27,21 @@ SECRETS = {
     "OPENAI_API_KEY": "OpenAI API key",
     "NEPTUNE_API_TOKEN": "Neptune API token",
 }
-HANDLERS = {"none": "Do not save (this session only)", "env_file": "Local file (owner-only)"}
+HANDLERS = {
+    "none": "Not saved (environment and this browser session only)",
+    "keyring": "System keyring",
+    "env_file": "Local file data/dbs/secrets.env (clear text, owner-only)",
+}
 KEYRING_SERVICE = "llm-studio"
+NO_KEYRING = (
+    "No system keyring was found (the keyring package has no usable backend here: it needs e.g. "
+    "a Secret Service such as GNOME Keyring, KWallet, or the macOS Keychain). Nothing was saved; "
+    "pick another credential handler or set the keys in the environment."
+)
+
+
+class SecretsError(ValueError):
+    pass
 
 
 def keyring_available() -> bool:
@@ -33,14 +49,19 @@ def keyring_available() -> bool:
         return False
     import keyring
 
-    return "fail" not in type(keyring.get_keyring()).__module__
+    backend = keyring.get_keyring()
+    return getattr(backend, "priority", 0) > 0 and "fail" not in type(backend).__module__
 
 
 def handlers() -> dict[str, str]:
-    out = dict(HANDLERS)
-    if keyring_available():
-        out["keyring"] = "OS keyring"
-    return out
+    return dict(HANDLERS)
+
+
+def current_handler(store) -> str:
+    """The handler saved in Settings; before any choice, an existing secrets.env keeps working."""
+    default = "env_file" if env_file().is_file() else "none"
+    handler = store.get_setting("credential_handler", default)
+    return handler if handler in HANDLERS else default
 
 
 def env_file() -> Path:
@@ -76,12 +97,14 @@ def save(handler: str, values: dict[str, str], session: dict[str, str]) -> None:
     elif handler == "env_file":
         _write_env_file({**_read_env_file(), **values})
     elif handler == "keyring":
+        if not keyring_available():
+            raise SecretsError(NO_KEYRING)
         import keyring
 
         for key, value in values.items():
             keyring.set_password(KEYRING_SERVICE, key, value)
     else:
-        raise ValueError(f"unknown credential handler {handler!r}")
+        raise SecretsError(f"unknown credential handler {handler!r}; expected one of {HANDLERS}")
 
 
 def load(handler: str, session: dict[str, str]) -> dict[str, str]:
@@ -89,7 +112,7 @@ def load(handler: str, session: dict[str, str]) -> dict[str, str]:
     values = {k: os.environ[k] for k in SECRETS if os.environ.get(k)}
     if handler == "env_file":
         values.update(_read_env_file())
-    elif handler == "keyring":
+    elif handler == "keyring" and keyring_available():
         import keyring
 
         for key in SECRETS:

@@ -15,7 +15,7 @@ from llm_studio.connectors import CONNECTORS
 from llm_studio.data.readers import DataError
 from llm_studio.store import StoreError
 from llm_studio.store.imports import suggest_columns, suggest_dataframes
-from llm_studio.ui import layout, safe_text
+from llm_studio.ui import layout, safe_text, wave_files
 from llm_studio.ui.datasets_service import import_service, local_roots_note
 from llm_studio.ui.state import client_state
 
@@ -100,7 +100,8 @@ async def uploaded(q: Q) -> None:
     state = client_state(q)
     local_dir = state.store.db_path.parent.parent / "tmp" / "uploads"
     local_dir.mkdir(parents=True, exist_ok=True)
-    paths = [await q.site.download(url, str(local_dir)) for url in q.args.upload_files]
+    # Taken out of waved's data directory: only our copy stays.
+    paths = [await wave_files.take_upload(q, url, str(local_dir)) for url in q.args.upload_files]
     await _fetch(q, "upload", {"paths": paths, "move": True})
 
 

@@ -15,7 +15,7 @@ from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config, save_config
 from llm_studio.models.offline_backbone import DEFAULT_BACKBONE
 from llm_studio.store import ExperimentRecord, StoreError, experiment_dir, resolve
-from llm_studio.ui import layout, safe_text, secrets
+from llm_studio.ui import layout, safe_text, secrets, wave_files
 from llm_studio.ui.pages.experiments import experiments_page
 from llm_studio.ui.settings_form import apply_form, read_grid, settings_items
 from llm_studio.ui.state import app_runner, client_state
@@ -243,7 +243,9 @@ async def change_dataset(q: Q) -> None:
 @on("experiment_yaml")
 async def import_yaml(q: Q) -> None:
     state = client_state(q)
-    local = await q.site.download(q.args.experiment_yaml[0], str(state.store.db_path.parent))
+    local = await wave_files.take_upload(
+        q, q.args.experiment_yaml[0], str(state.store.db_path.parent)
+    )
     try:
         imported, warnings = load_config(local)
     except ConfigError as exc:
@@ -322,7 +324,7 @@ async def _submit(q: Q, cfg, folder: Path) -> None:
             config_file=str(folder / "cfg.yaml"),
         )
     )
-    handler = state.store.get_setting("credential_handler", "env_file")
+    handler = secrets.current_handler(state.store)
     env = secrets.load(handler, state.session_secrets)
     base = state.store.get_setting("openai_api_base", "")
     if base:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from h2o_wave import Q, on, ui
 
-from llm_studio.ui import layout, safe_text, secrets
+from llm_studio.ui import layout, safe_text, secrets, wave_files
 from llm_studio.ui.state import client_state
 
 NOTIFICATION = "export_notification"
@@ -74,7 +74,7 @@ async def _download(q: Q, builder_name: str, kind: str) -> None:
                 await q.page.save()
         archive = building.result()
         size = archive.stat().st_size
-        (url,) = await q.site.upload([str(archive)])
+        url = await wave_files.serve_download(q, (record.id, builder_name), str(archive))
     except (package.ExportError, OSError) as exc:
         _notify(q, f"The {kind} download failed: {exc}", "error", timeout=-1)
         return
@@ -126,7 +126,8 @@ async def download_logs(q: Q) -> None:
 @on("download_config")
 async def download_config(q: Q) -> None:
     record = _record(q)
-    (url,) = await q.site.upload([record.config_file or str(Path(record.path) / "cfg.yaml")])
+    config = record.config_file or str(Path(record.path) / "cfg.yaml")
+    url = await wave_files.serve_download(q, (record.id, "config"), config)
     _notify(q, "Downloading cfg.yaml.", "success")
     start_download(q, url, "cfg.yaml")
 
@@ -168,7 +169,7 @@ async def push_confirm(q: Q) -> None:
     state = client_state(q)
     q.page["meta"].dialog = None
     token = q.args.hub_token or secrets.load(
-        state.store.get_setting("credential_handler", "env_file"), state.session_secrets
+        secrets.current_handler(state.store), state.session_secrets
     ).get("HF_TOKEN", "")
     record = _record(q)
     _note(q, ui.progress("Pushing to the Hugging Face Hub"))

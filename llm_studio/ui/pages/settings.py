@@ -18,7 +18,7 @@ THEMES = ("light", "h2o-dark", "neon")
 def _form(q: Q, note: ui.Component | None = None) -> None:
     state = client_state(q)
     store = state.store
-    handler = store.get_setting("credential_handler", "env_file")
+    handler = secrets.current_handler(store)
     stored = secrets.load(handler, state.session_secrets)
     items: list = [note] if note else []
     items += [
@@ -92,9 +92,13 @@ async def settings_page(q: Q) -> None:
 async def save_settings(q: Q) -> None:
     state = client_state(q)
     store = state.store
-    handler = q.args.credential_handler or "env_file"
+    handler = q.args.credential_handler or secrets.current_handler(store)
     values = {key: q.args[f"secret_{key}"] or "" for key in secrets.SECRETS}
-    secrets.save(handler, values, state.session_secrets)
+    try:
+        secrets.save(handler, values, state.session_secrets)
+    except secrets.SecretsError as err:  # e.g. no keyring backend: nothing saved, say why
+        _form(q, layout.message(str(err), "error"))
+        return
     store.set_setting("credential_handler", handler)
     store.set_setting("openai_api_base", q.args.openai_api_base or "")
     store.set_setting("default_problem_type", q.args.default_problem_type)
