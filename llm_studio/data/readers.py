@@ -1,15 +1,45 @@
-"""Read dataframes from csv, parquet and json files, with errors that name the file."""
+"""Read dataframes from csv, parquet and json files, with errors that name the file.
+
+Every reader path (imports, the dataset pages, train.py) goes through `read_dataframe`, so the
+same rules hold everywhere: a csv row with more fields than the header, duplicate column
+names, NUL characters and cells over `max_cell_chars()` are refused, naming the file, row
+(counted from 0, as in the other data errors) and column.
+"""
 
 from __future__ import annotations
 
+import codecs
+import csv
+import os
+import warnings
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import pandas as pd
+
+MAX_CELL_CHARS = 1_000_000  # far beyond any backbone's context; keeps memory bounded
+MAX_CELL_ENV = "LLM_STUDIO_MAX_CELL_CHARS"
+SHOWN = 3  # problems named in one message; the rest are counted
 
 
 class DataError(ValueError):
     """Data that cannot be used; the message names the file, column or row."""
+
+
+def max_cell_chars() -> int:
+    raw = os.environ.get(MAX_CELL_ENV, "").strip()
+    if not raw:
+        return MAX_CELL_CHARS
+    if not raw.isdigit() or int(raw) <= 0:
+        raise DataError(f"{MAX_CELL_ENV}: got {raw!r}, expected a positive number")
+    return int(raw)
+
+
+def listing(items: list[str], total: int | None = None) -> str:
+    """The first few items and how many more: one line however many there are."""
+    total = len(items) if total is None else total
+    shown = ", ".join(items[:SHOWN])
+    return shown + (f" and {total - SHOWN} more" if total > SHOWN else "")
 
 
 def _read_json(path: Path) -> pd.DataFrame:
@@ -23,13 +53,125 @@ def _read_json(path: Path) -> pd.DataFrame:
     return pd.read_json(path, lines=True)
 
 
+def _csv_header(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh), [])
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    header = _csv_header(path)
+    dupes = sorted({c for c in header if header.count(c) > 1})
+    if dupes:
+        raise DataError(f"{path}: the header names column(s) {dupes} more than once")
+    _check_line_lengths(path, len(header))
+    # index_col=False: pandas would otherwise take the extra leading fields of a long first
+    # row as an index and shift the rest into the columns; long rows are found below.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df = pd.read_csv(
+            path, keep_default_na=False, na_values=[""], index_col=False, on_bad_lines="warn"
+        )
+    if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
+        _refuse_long_rows(path, len(header))
+    return df
+
+
+def _check_line_lengths(path: Path, columns: int) -> None:
+    """Refuse a line too long to hold cells within the limit before pandas loads it whole."""
+    limit = 4 * max_cell_chars() * max(columns, 1) + 1024  # 4: the longest UTF-8 character
+    line, run = 0, 0
+    with open(path, "rb") as fh:
+        while chunk := fh.read(8 * 1024 * 1024):
+            pieces = chunk.split(b"\n")
+            for i, piece in enumerate(pieces):
+                run += len(piece)
+                if run > limit:
+                    raise DataError(
+                        f"{path}: line {line + 1} is longer than {limit} bytes: a cell holds "
+                        f"more than the limit of {max_cell_chars()} characters "
+                        f"(set {MAX_CELL_ENV} to change it)"
+                    )
+                if i < len(pieces) - 1:
+                    line, run = line + 1, 0
+
+
+def _refuse_long_rows(path: Path, columns: int) -> None:
+    bad = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        for row, fields in enumerate(reader):
+            if len(fields) > columns:
+                bad.append(f"row {row} (line {reader.line_num}) has {len(fields)} fields")
+    if not bad:  # pandas warned for another reason: say what it said
+        raise DataError(f"{path}: cannot be read as csv: its rows do not match the header")
+    raise DataError(
+        f"{path}: {len(bad)} row(s) have more fields than the {columns} of the header, so "
+        f"values would shift into other columns: {listing(bad)}; quote fields holding commas"
+    )
+
+
 READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
-    ".csv": lambda p: pd.read_csv(p, keep_default_na=False, na_values=[""]),
+    ".csv": _read_csv,
     ".pq": pd.read_parquet,
     ".parquet": pd.read_parquet,
     ".json": _read_json,
     ".jsonl": _read_json,
 }
+
+
+def _utf8_error(path: Path) -> str:
+    """Where the first invalid UTF-8 byte is, counted from the start of the file (pandas
+    reports the offset inside the chunk it was decoding)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1024 * 1024)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                # The decoder may hold back up to 3 bytes of the previous chunk.
+                held = len(exc.object) - len(chunk)
+                at = offset - held + exc.start
+                line += exc.object[: exc.start].count(b"\n")
+                return f"{exc.reason} at byte {at}, line {line}"
+            if not chunk:
+                return "invalid UTF-8"
+            offset += len(chunk)
+            line += chunk.count(b"\n")
+
+
+def _check_cells(df: pd.DataFrame, path: Path) -> None:
+    dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
+    if dupes:
+        raise DataError(f"{path}: column(s) {dupes} appear more than once")
+    limit = max_cell_chars()
+    nul: list[str] = []
+    nul_total = 0
+    for column in df.columns:
+        values = df[column]
+        if values.dtype != object and not pd.api.types.is_string_dtype(values):
+            continue
+        try:
+            lengths = values.str.len().fillna(0).to_numpy()
+            has_nul = values.str.contains("\x00", regex=False, na=False).to_numpy(dtype=bool)
+        except AttributeError:  # an object column without text (numbers, lists)
+            continue
+        if len(lengths) and lengths.max() > limit:
+            row = int(lengths.argmax())
+            raise DataError(
+                f"{path}: column {column!r}, row {row} holds {int(lengths[row])} "
+                f"characters, more than the limit of {limit} (set {MAX_CELL_ENV} to change it)"
+            )
+        rows = has_nul.nonzero()[0]
+        nul_total += len(rows)
+        nul += [f"row {r} column {column!r}" for r in rows[:SHOWN]]
+    if nul_total:
+        raise DataError(
+            f"{path}: {nul_total} cell(s) hold NUL characters (a binary or broken file?): "
+            f"{listing(nul, nul_total)}"
+        )
 
 
 def read_dataframe(path: str | Path) -> pd.DataFrame:
@@ -43,12 +185,24 @@ def read_dataframe(path: str | Path) -> pd.DataFrame:
         raise DataError(f"{path}: the file is empty")
     try:
         df = READERS[suffix](path)
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except DataError:
+        raise
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text ({_utf8_error(path)})") from None
     except Exception as exc:  # pandas/pyarrow raise many types for a broken file
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot be read as {suffix[1:]}: {reason}") from None
     if len(df) == 0:
         raise DataError(f"{path}: the file has no rows")
     df.columns = [str(c) for c in df.columns]
+    _check_cells(df, path)
     return df
+
+
+def empty_rows(values: Iterable) -> list[int]:
+    """Positions of values that are missing or only whitespace."""
+    return [
+        i
+        for i, v in enumerate(values)
+        if v is None or (isinstance(v, float) and pd.isna(v)) or not str(v).strip()
+    ]
