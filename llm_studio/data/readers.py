@@ -147,7 +147,7 @@ def _check_cells(df: pd.DataFrame, path: Path) -> None:
     if dupes:
         raise DataError(f"{path}: column(s) {dupes} appear more than once")
     limit = max_cell_chars()
-    nul: list[str] = []
+    nul: list[tuple[int, str]] = []
     nul_total = 0
     for column in df.columns:
         values = df[column]
@@ -166,11 +166,11 @@ def _check_cells(df: pd.DataFrame, path: Path) -> None:
             )
         rows = has_nul.nonzero()[0]
         nul_total += len(rows)
-        nul += [f"row {r} column {column!r}" for r in rows[:SHOWN]]
+        nul += [(int(r), column) for r in rows[:SHOWN]]
     if nul_total:
         raise DataError(
             f"{path}: {nul_total} cell(s) hold NUL characters (a binary or broken file?): "
-            f"{listing(nul, nul_total)}"
+            f"{listing([f'row {r} column {c!r}' for r, c in sorted(nul)], nul_total)}"
         )
 
 
