@@ -144,6 +144,8 @@ def _recover_renames(store: Store) -> list[str]:
     if not root.is_dir():
         return []
     done = []
+    for partial in root.glob(f".{JOURNAL_PREFIX}*.tmp"):  # a journal killed while written
+        partial.unlink(missing_ok=True)
     for journal in sorted(root.glob(f"{JOURNAL_PREFIX}*.json")):
         try:
             entry = json.loads(journal.read_text(encoding="utf-8"))
@@ -162,6 +164,8 @@ def _recover_renames(store: Store) -> list[str]:
             if not want.exists() and other.exists():
                 other.rename(want)
             if want.exists():
+                for partial in want.glob(".cfg.yaml.*.tmp"):
+                    partial.unlink(missing_ok=True)
                 _write_names(want, name)
             done.append(f"{'finished' if forward else 'undid'} renaming {old_name} to {new_name}")
         journal.unlink(missing_ok=True)
