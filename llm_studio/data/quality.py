@@ -41,6 +41,6 @@ def check_answers(df: pd.DataFrame, ds, source: str) -> list[str]:
             shown = listing([str(r) for r in rows])
             warnings.append(
                 f"{source}: {len(rows)} of {len(df)} rows have an empty {column!r} "
-                f"({key}): rows {shown}"
+                f"({key}): row{'s' if len(rows) > 1 else ''} {shown}"
             )
     return warnings

@@ -53,7 +53,7 @@ from llm_studio.store.archives import ImportLimits, extract_zip
 
 CONFIG_FILE = "cfg.yaml"
 FALLBACK_EOS = "</s>"  # shown only when the backbone's tokenizer files are not on this machine
-PREVIEW_CHARS = 4_000  # per previewed text: a huge cell must not overflow the page
+PREVIEW_CHARS = 2_000  # per previewed text: a huge cell must not overflow the page
 STAGING_MAX_AGE_S = 6 * 3600  # a staged import unused this long is abandoned
 DEFAULT_PROBLEM_TYPE = "text_causal_language_modeling"
 CLASSIFICATION = "text_causal_classification_modeling"

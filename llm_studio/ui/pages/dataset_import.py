@@ -55,6 +55,13 @@ async def import_page(q: Q) -> None:
     await _source_form(q, q.args.import_source or "upload")
 
 
+@on("import_cancel")
+async def cancel(q: Q) -> None:
+    # A plain button, not "#dataset/import": the hash is that already, so no event would come.
+    _abandon(q)
+    await _source_form(q, q.args.import_source or "upload")
+
+
 @on("import_source")
 async def change_source(q: Q) -> None:
     await _source_form(q, q.args.import_source)
@@ -216,7 +223,7 @@ def _configure_form(q: Q, note: ui.Component | None = None) -> None:
         ui.buttons(
             [
                 ui.button(name="import_configure", label="Continue", primary=True),
-                ui.button(name="#datasets" if wizard.get("editing") else "#dataset/import",
+                ui.button(name="#datasets" if wizard.get("editing") else "import_cancel",
                           label="Cancel"),
             ]
         )
