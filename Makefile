@@ -62,3 +62,4 @@ shell:
 bench: setup
 	$(BIN)/python bench/bench_padding.py
 	$(BIN)/python bench/bench_experiment_list.py
+	$(BIN)/python bench/bench_import.py

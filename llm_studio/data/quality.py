@@ -31,7 +31,7 @@ def check_answers(df: pd.DataFrame, ds, source: str) -> list[str]:
     for key, column in _text_columns(ds):
         if column not in df.columns:
             continue  # the column checks name it
-        rows = empty_rows(df[column].tolist())
+        rows = empty_rows(df[column]).tolist()
         if len(rows) == len(df):
             raise DataError(
                 f"{source}: column {column!r} ({key}) is empty in all {len(df)} rows; "

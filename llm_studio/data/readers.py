@@ -13,9 +13,12 @@ import csv
 import os
 import warnings
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 MAX_CELL_CHARS = 1_000_000  # far beyond any backbone's context; keeps memory bounded
 MAX_CELL_ENV = "LLM_STUDIO_MAX_CELL_CHARS"
@@ -63,7 +66,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     dupes = sorted({c for c in header if header.count(c) > 1})
     if dupes:
         raise DataError(f"{path}: the header names column(s) {dupes} more than once")
-    _check_line_lengths(path, len(header))
+    has_nul = _scan_bytes(path, len(header))
     # index_col=False: pandas would otherwise take the extra leading fields of a long first
     # row as an index and shift the rest into the columns; long rows are found below.
     with warnings.catch_warnings(record=True) as caught:
@@ -73,26 +76,41 @@ def _read_csv(path: Path) -> pd.DataFrame:
         )
     if any(issubclass(w.category, pd.errors.ParserWarning) for w in caught):
         _refuse_long_rows(path, len(header))
+    df.attrs["may_hold_nul"] = has_nul
     return df
 
 
-def _check_line_lengths(path: Path, columns: int) -> None:
-    """Refuse a line too long to hold cells within the limit before pandas loads it whole."""
+def _scan_bytes(path: Path, columns: int) -> bool:
+    """Refuse a line too long to hold cells within the limit before pandas loads it whole;
+    return whether the file holds a NUL byte at all (the per-cell search is slow)."""
     limit = 4 * max_cell_chars() * max(columns, 1) + 1024  # 4: the longest UTF-8 character
-    line, run = 0, 0
+    has_nul, line, run = False, 0, 0  # run: bytes of the current line seen so far
+
+    def refuse(at: int) -> None:
+        raise DataError(
+            f"{path}: line {at} is longer than {limit} bytes: a cell holds more than the "
+            f"limit of {max_cell_chars()} characters (set {MAX_CELL_ENV} to change it)"
+        )
+
     with open(path, "rb") as fh:
         while chunk := fh.read(8 * 1024 * 1024):
-            pieces = chunk.split(b"\n")
-            for i, piece in enumerate(pieces):
-                run += len(piece)
+            has_nul = has_nul or b"\x00" in chunk
+            ends = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10)
+            if len(ends) == 0:
+                run += len(chunk)
                 if run > limit:
-                    raise DataError(
-                        f"{path}: line {line + 1} is longer than {limit} bytes: a cell holds "
-                        f"more than the limit of {max_cell_chars()} characters "
-                        f"(set {MAX_CELL_ENV} to change it)"
-                    )
-                if i < len(pieces) - 1:
-                    line, run = line + 1, 0
+                    refuse(line + 1)
+                continue
+            if run + ends[0] > limit:
+                refuse(line + 1)
+            inner = np.diff(ends) - 1
+            if len(inner) and inner.max() > limit:
+                refuse(line + 2 + int(inner.argmax()))
+            line += len(ends)
+            run = len(chunk) - int(ends[-1]) - 1
+    if run > limit:
+        refuse(line + 1)
+    return has_nul
 
 
 def _refuse_long_rows(path: Path, columns: int) -> None:
@@ -142,29 +160,47 @@ def _utf8_error(path: Path) -> str:
             line += chunk.count(b"\n")
 
 
+def _arrow_text(values: pd.Series) -> pa.ChunkedArray | pa.Array | None:
+    """The column as arrow strings (no copy for pandas' arrow-backed strings), or None."""
+    try:
+        text = pa.array(values, from_pandas=True)
+    except (pa.ArrowException, TypeError, ValueError):  # mixed objects
+        return None
+    return text if pa.types.is_string(text.type) or pa.types.is_large_string(text.type) else None
+
+
 def _check_cells(df: pd.DataFrame, path: Path) -> None:
     dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
     if dupes:
         raise DataError(f"{path}: column(s) {dupes} appear more than once")
     limit = max_cell_chars()
+    # Both searches are slow on a million rows: skip what the file's bytes already rule out
+    # (no cell is longer than the file; a csv without a NUL byte has no NUL character).
+    check_length = path.stat().st_size > limit
+    check_nul = df.attrs.pop("may_hold_nul", True)
+    if not (check_length or check_nul):
+        return
     nul: list[tuple[int, str]] = []
     nul_total = 0
     for column in df.columns:
         values = df[column]
         if values.dtype != object and not pd.api.types.is_string_dtype(values):
             continue
-        try:
-            lengths = values.str.len().fillna(0).to_numpy()
-            has_nul = values.str.contains("\x00", regex=False, na=False).to_numpy(dtype=bool)
-        except AttributeError:  # an object column without text (numbers, lists)
+        text = _arrow_text(values)
+        if text is None:  # a column without text (numbers, lists)
             continue
-        if len(lengths) and lengths.max() > limit:
+        # Bytes are at least characters and cost nothing to count (arrow keeps offsets).
+        if check_length and (pc.max(pc.binary_length(text)).as_py() or 0) > limit:
+            lengths = values.str.len().fillna(0).to_numpy()
             row = int(lengths.argmax())
             raise DataError(
                 f"{path}: column {column!r}, row {row} holds {int(lengths[row])} "
                 f"characters, more than the limit of {limit} (set {MAX_CELL_ENV} to change it)"
             )
-        rows = has_nul.nonzero()[0]
+        if not check_nul:
+            continue
+        has_nul = pc.fill_null(pc.match_substring(text, "\x00"), False)
+        rows = np.flatnonzero(np.asarray(has_nul, dtype=bool))
         nul_total += len(rows)
         nul += [(int(r), column) for r in rows[:SHOWN]]
     if nul_total:
@@ -199,10 +235,11 @@ def read_dataframe(path: str | Path) -> pd.DataFrame:
     return df
 
 
-def empty_rows(values: Iterable) -> list[int]:
-    """Positions of values that are missing or only whitespace."""
-    return [
-        i
-        for i, v in enumerate(values)
-        if v is None or (isinstance(v, float) and pd.isna(v)) or not str(v).strip()
-    ]
+def empty_rows(values: pd.Series) -> np.ndarray:
+    """Positions of values that are missing, empty or only whitespace."""
+    missing = values.isna().to_numpy(dtype=bool)
+    text = _arrow_text(values)
+    if text is None:  # numbers: empty only when missing
+        return np.flatnonzero(missing)
+    blank = pc.or_(pc.equal(pc.binary_length(text), 0), pc.utf8_is_space(text))
+    return np.flatnonzero(missing | np.asarray(pc.fill_null(blank, False), dtype=bool))

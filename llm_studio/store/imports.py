@@ -509,6 +509,7 @@ class ImportService:
         self.records = records
         self._data_root = Path(data_root) if data_root is not None else None
         self._limits = limits
+        self._last_read: tuple[Any, Any] = (None, None)  # (file key, dataframe)
         self.connector_options = dict(connector_options or {})
 
     # --- places ---
@@ -636,10 +637,16 @@ class ImportService:
     def read(self, files: DataFiles, name: str) -> pd.DataFrame:
         """A dataframe of `files`; errors name it by its name in the dataset."""
         path = files.path(name)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if self._last_read[0] == key:  # inspect, then configure: read and check once
+            return self._last_read[1]
         try:
-            return read_dataframe(path)
+            df = read_dataframe(path)
         except DataError as exc:
             raise DataError(str(exc).replace(str(path), name)) from None
+        self._last_read = (key, df)
+        return df
 
     def inspect(self, files: DataFiles) -> list[DataframeInfo]:
         """Columns and rows of each dataframe; a file that cannot be read carries its error.
