@@ -715,3 +715,16 @@ def test_kill_during_experiment_rename_leaves_store_and_folders_in_step(workdir,
 
     killed = _killed_at_random(rename, iterations=30, seed=3)
     assert killed > 0
+
+
+def test_recovery_never_removes_a_folder_the_app_did_not_mark(workdir, csv_file):
+    # A database reset by hand must not cost the user the dataset folders it no longer lists.
+    from llm_studio.store import datasets_root
+    from llm_studio.store.recovery import recover
+
+    _import("kept", csv_file)
+    Store().delete_datasets([Store().get_dataset_by_name("kept").id])  # the record only
+    assert recover(Store()) == [
+        f"left {datasets_root() / 'kept'} alone: it has no record in the database"
+    ]
+    assert (datasets_root() / "kept" / "chat.csv").is_file()

@@ -52,6 +52,7 @@ from llm_studio.paths import workdir
 from llm_studio.store.archives import ImportLimits, extract_zip
 
 CONFIG_FILE = "cfg.yaml"
+PENDING_MARKER = ".record-pending"  # in a dataset folder whose record is being added or removed
 FALLBACK_EOS = "</s>"  # shown only when the backbone's tokenizer files are not on this machine
 PREVIEW_CHARS = 2_000  # per previewed text: a huge cell must not overflow the page
 STAGING_MAX_AGE_S = 6 * 3600  # a staged import unused this long is abandoned
@@ -760,6 +761,9 @@ class ImportService:
         final = self.datasets_root / name
         try:
             save_config(configured.config_for(final), staged.folder / CONFIG_FILE)
+            # Until the record is saved, the folder says so: a crash in between leaves a
+            # folder that start-up recovery knows to remove.
+            (staged.folder / PENDING_MARKER).touch()
             self.datasets_root.mkdir(parents=True, exist_ok=True)
             self._move_in(staged.folder, final, name)
             try:
@@ -768,6 +772,7 @@ class ImportService:
             except BaseException:
                 shutil.rmtree(final, ignore_errors=True)
                 raise
+            (final / PENDING_MARKER).unlink(missing_ok=True)
             return record
         finally:
             self.discard(staged)

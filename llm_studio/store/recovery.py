@@ -3,11 +3,13 @@
 Each operation that changes both is ordered so that a crash at any point leaves a state
 `recover` (run at the app's start-up) can finish or undo:
 
-- import: the staged folder is renamed into `data/user/<name>` in one step, then the record
-  is saved. A folder without a record is an unfinished import: start-up removes it.
-- dataset delete (`delete_datasets`): the records go in one transaction, then the folders
-  are renamed aside (`.trash-*`) and removed. A folder without a record, or a trash folder,
-  is removed at start-up.
+- import: the staged folder, marked `.record-pending`, is renamed into `data/user/<name>` in
+  one step, then the record is saved and the mark removed.
+- dataset delete (`delete_datasets`): the folders are marked, the records go in one
+  transaction, then the folders are renamed aside (`.trash-*`) and removed.
+  At start-up a marked folder is unmarked if its record exists and removed if not; trash is
+  removed. A folder that is neither marked nor recorded is left alone (never the app's doing:
+  a database reset by hand, say) and logged.
 - merge: the merged copy is swapped in by two renames inside `.<name>.merge-*`; start-up puts
   back whichever complete folder is missing and removes the work folder.
 - experiment rename (`rename_experiment`): a journal names the old and new name before the
@@ -38,6 +40,7 @@ from llm_studio.store.db import (
 )
 
 JOURNAL_PREFIX = ".rename-"
+PENDING_MARKER = ".record-pending"  # the same as llm_studio.store.imports.PENDING_MARKER
 
 
 def _remove_aside(folder: Path) -> None:
@@ -51,12 +54,23 @@ def _remove_aside(folder: Path) -> None:
 
 def delete_datasets(store: Store, ids: Iterable[int]) -> list[DatasetRecord]:
     """Delete datasets (all or none, see `Store.delete_datasets`), then their folders."""
-    deleted = store.delete_datasets(ids)
+    ids = list(ids)
     root = datasets_root().resolve()
-    for record in deleted:
+    folders = []
+    for record in filter(None, (store.get_dataset(int(i)) for i in ids)):
         folder = resolve(record.path)
-        if folder.resolve().parent == root:  # never remove anything outside data/user
-            _remove_aside(folder)
+        if folder.is_dir() and folder.resolve().parent == root:  # only inside data/user
+            folders.append(folder)
+    for folder in folders:
+        (folder / PENDING_MARKER).touch()
+    try:
+        deleted = store.delete_datasets(ids)
+    except BaseException:
+        for folder in folders:
+            (folder / PENDING_MARKER).unlink(missing_ok=True)
+        raise
+    for folder in folders:
+        _remove_aside(folder)
     return deleted
 
 
@@ -133,9 +147,15 @@ def _recover_datasets(store: Store) -> list[str]:
             shutil.rmtree(child, ignore_errors=True)
         elif name.startswith(".") and child.is_dir():
             shutil.rmtree(child, ignore_errors=True)  # partial copies, trash
+        elif (child / PENDING_MARKER).exists():
+            if name in known:
+                (child / PENDING_MARKER).unlink()
+                done.append(f"kept {name}: its record was saved (or its delete refused)")
+            else:
+                shutil.rmtree(child, ignore_errors=True)
+                done.append(f"removed {name}: an import or delete that did not finish")
         elif child.is_dir() and name not in known:
-            shutil.rmtree(child, ignore_errors=True)
-            done.append(f"removed {name}: an import or delete that did not finish")
+            done.append(f"left {child} alone: it has no record in the database")
     return done
 
 
