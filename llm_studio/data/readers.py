@@ -57,6 +57,8 @@ def _read_json(path: Path) -> pd.DataFrame:
 
 
 def _csv_header(path: Path) -> list[str]:
+    # The csv module's own cap (128 KiB) is below ours; ours is checked on the bytes.
+    csv.field_size_limit(max(csv.field_size_limit(), 4 * max_cell_chars()))
     with open(path, newline="", encoding="utf-8") as fh:
         return next(csv.reader(fh), [])
 
