@@ -64,3 +64,4 @@ bench: setup
 	$(BIN)/python bench/bench_experiment_list.py
 	$(BIN)/python bench/bench_chat_first_words.py
 	$(BIN)/python bench/bench_sessions.py
+	$(BIN)/python bench/bench_import.py

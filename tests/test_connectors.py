@@ -468,3 +468,52 @@ def test_connectors_do_not_import_torch():
     )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def _in_thread(fn, timeout: float = 20):
+    """Run `fn` in a thread; fail (instead of hanging the suite) if it blocks."""
+    result: dict = {}
+
+    def target():
+        try:
+            result["value"] = fn()
+        except Exception as exc:  # handed to the test
+            result["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert not thread.is_alive(), "the import hung"
+    if "error" in result:
+        raise result["error"]
+    return result["value"]
+
+
+def test_local_named_pipe_neither_hangs_nor_is_imported(roots, tmp_path):
+    root, _ = roots
+    os.mkfifo(root / "data" / "pipe.csv")  # nobody ever writes to it
+    local = get_connector("local")
+    out = _in_thread(lambda: local.fetch({"path": str(root / "data")}, tmp_path / "s1"))
+    assert sorted(p.name for p in out) == ["train.csv", "val.csv"]
+    with pytest.raises(ConnectorError, match="neither a file nor a folder"):
+        _in_thread(lambda: local.fetch({"path": str(root / "data" / "pipe.csv")}, tmp_path / "s2"))
+    # A link named .csv leading to the pipe is not read either.
+    (root / "data" / "pipe-link.csv").symlink_to(root / "data" / "pipe.csv")
+    out = _in_thread(lambda: local.fetch({"path": str(root / "data")}, tmp_path / "s3"))
+    assert sorted(p.name for p in out) == ["train.csv", "val.csv"]
+    assert "pipe.csv" not in [e.name for e in list_dir(root / "data")]
+
+
+def test_local_link_is_judged_by_its_target_not_its_name(roots, tmp_path):
+    root, _ = roots
+    secret = root / "home" / ".ssh" / "id_rsa"  # inside the roots, like ~/.ssh under $HOME
+    secret.parent.mkdir(parents=True)
+    secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
+    (root / "data" / "key.csv").symlink_to(secret)
+    local = get_connector("local")
+    out = local.fetch({"path": str(root / "data")}, tmp_path / "s1")
+    assert sorted(p.name for p in out) == ["train.csv", "val.csv"]
+    with pytest.raises(ConnectorError, match="not a supported file"):
+        local.fetch({"path": str(root / "data" / "key.csv")}, tmp_path / "s2")
+    assert "key.csv" not in [e.name for e in list_dir(root / "data")]
+    assert not any("PRIVATE KEY" in p.read_text() for p in tmp_path.rglob("s*/*.csv"))

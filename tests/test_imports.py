@@ -4,16 +4,25 @@ case leaves nothing in data/user, data/tmp or the records; previews, merge and e
 from __future__ import annotations
 
 import io
+import os
+import re
+import time
 import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from conftest import REPO, run_cli, tiny_config, write_yaml
 
 from llm_studio.config.yaml_io import load_config
+from llm_studio.data.conversations import build_conversations
+from llm_studio.data.prompt_format import PromptFormat
 from llm_studio.data.readers import DataError
+from llm_studio.models.offline_backbone import DEFAULT_BACKBONE, local_copy
+from llm_studio.store import Store
 from llm_studio.store.imports import (
+    STAGING_MAX_AGE_S,
     DatasetImportError,
     ImportLimits,
     ImportService,
@@ -23,6 +32,7 @@ from llm_studio.store.imports import (
     suggest_dataframes,
     validate_dataset_name,
 )
+from llm_studio.store.recovery import recover
 
 ROWS = pd.DataFrame(
     {
@@ -275,7 +285,8 @@ def _write(src: Path, name: str, data: bytes) -> Path:
             ),
             None,
             None,
-            "latin.csv: not UTF-8 text",
+            # pandas named byte 3 (its offset inside a decoding chunk); the bad byte is at 22
+            r"latin.csv: not UTF-8 text \(invalid continuation byte at byte 22, line 2\)",
         ),
         (
             lambda s: _write(s, "broken.parquet", b"PAR1 this is not parquet at all"),
@@ -301,18 +312,28 @@ def _write(src: Path, name: str, data: bytes) -> Path:
             {"parent_id_column": "instruction"},
             r"column 'id' \(dataset.parent_id_column\) not found",
         ),
-        (_bad_zip_parent, None, None, "up.zip: member '../../evil.csv' points outside"),
-        (_bad_zip_backslash, None, None, r"points outside the archive"),
-        (_bad_zip_absolute, None, None, "abs.zip: member '/etc/evil.csv' has an absolute path"),
-        (_bad_zip_link, None, None, "link.zip: member 'link.csv' is a link"),
+        (
+            _bad_zip_parent,
+            None,
+            None,
+            "up.zip: members pointing outside the archive: '../../evil.csv'; refused",
+        ),
+        (_bad_zip_backslash, None, None, r"members pointing outside the archive"),
+        (_bad_zip_absolute, None, None, "abs.zip: members with an absolute path: '/etc/evil.csv'"),
+        (_bad_zip_link, None, None, "link.zip: members that are links: 'link.csv'"),
         (
             _zip_bomb,
             ImportLimits(max_total_bytes=1024 * 1024, max_ratio=1e9),
             None,
-            "bomb.zip: would expand to more than the limit of 1.0 MiB; refused as a possible "
-            "zip bomb",
+            r"bomb.zip: would expand to 6.0 MiB, more than the limit of 1.0 MiB \(possible zip "
+            "bomb",
         ),
-        (_zip_bomb, ImportLimits(), None, r"expands \d+ times \(limit 100\); refused"),
+        (
+            _zip_bomb,
+            ImportLimits(),
+            None,
+            r"members expanding more than 100 times \(possible zip bomb\): 'bomb.csv' \(\d+ times\)",
+        ),
         (
             lambda s: make_zip(s / "many.zip", {f"f{i}.csv": b"a\n1\n" for i in range(5)}),
             ImportLimits(max_members=3),
@@ -587,3 +608,262 @@ def test_zip_members_that_lie_about_their_size(work, records, src):
     with pytest.raises(DataError, match="liar.zip: member 'big.csv'"):
         service.import_dataset("upload", upload(src / "liar.zip"), name="liar")
     assert_nothing_left(work, records)
+
+
+# --- data that would shift, or train on nothing (issue 12.5) ---
+
+
+def _bad_csv(src: Path, name: str, text: str) -> Path:
+    (src / name).write_bytes(text.encode())
+    return src / name
+
+
+BAD_DATA = {
+    "shifted-first-row": (
+        "instruction,output\nq1,a1,extra,more\nq2,a2\n",
+        r"shifted.csv: 1 row\(s\) have more fields than the 2 of the header, so values would "
+        r"shift into other columns: row 0 \(line 2\) has 4 fields",
+    ),
+    "shifted-later-rows": (
+        'instruction,output\nq1,a1\nq2,a2,x\n"multi\nline",ok\nq4,a4,y,z\n',
+        r"shifted.csv: 2 row\(s\) .* row 1 \(line 3\) has 3 fields, row 3 \(line 6\) has 4 fields",
+    ),
+    "all-empty-answers": (
+        "instruction,output\n" + "".join(f"q{i},\n" for i in range(100)),
+        r"shifted.csv: column 'output' \(dataset.answer_column\) is empty in all 100 rows",
+    ),
+    "nul": (
+        "instruction,output\nq1,a\x001\nq2,a2\nq\x003,a3\n",
+        r"shifted.csv: 2 cell\(s\) hold NUL characters .*: row 0 column 'output', "
+        r"row 2 column 'instruction'",
+    ),
+    "duplicate-columns": (
+        "instruction,output,output\nq1,a1,b1\n",
+        r"shifted.csv: the header names column\(s\) \['output'\] more than once",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_DATA))
+def test_shifted_empty_nul_and_duplicate_data_is_refused(work, records, service, src, case):
+    text, message = BAD_DATA[case]
+    path = _bad_csv(src, "shifted.csv", text)
+    with pytest.raises(DataError, match=message) as refused:
+        service.import_dataset("upload", upload(path), name="bad")
+    assert "\n" not in str(refused.value)
+    assert_nothing_left(work, records)
+
+
+def test_partly_empty_answers_are_counted_before_continuing(service, src, default_backbone):
+    rows = pd.DataFrame({"instruction": [f"q{i}" for i in range(10)], "output": ["a"] * 10})
+    rows.loc[[2, 5, 7, 8], "output"] = ""
+    rows.to_csv(src / "some.csv", index=False)
+    staged, _ = service.open_import("upload", upload(src / "some.csv"))
+    configured = service.configure(
+        staged, train_dataframe="some.csv", settings={"prompt_column": ["instruction"]}
+    )
+    assert configured.warnings == [
+        "some.csv: 4 of 10 rows have an empty 'output' (dataset.answer_column): "
+        "rows 2, 5, 7 and 1 more"
+    ]
+    service.discard(staged)
+
+
+def test_huge_cells_are_refused_and_previews_cut(service, src, work, records, monkeypatch):
+    long_answer = "x" * 200_000  # under the default cell limit: imported, preview cut
+    pd.DataFrame({"instruction": ["q"], "output": [long_answer]}).to_csv(
+        src / "long.csv", index=False
+    )
+    staged, _ = service.open_import("upload", upload(src / "long.csv"))
+    configured = service.configure(
+        staged,
+        train_dataframe="long.csv",
+        settings={"prompt_column": ["instruction"], "answer_column": "output"},
+    )
+    answer = configured.preview[0].answer
+    assert len(answer) < 2_100 and "characters not shown" in answer
+    assert answer.startswith("xxx") and answer.endswith(configured.eos_token)
+    service.discard(staged)
+
+    monkeypatch.setenv("LLM_STUDIO_MAX_CELL_CHARS", "1000")
+    pd.DataFrame({"instruction": ["q", "r"], "output": ["a", "y" * 1500]}).to_csv(
+        src / "cell.csv", index=False
+    )
+    with pytest.raises(DataError, match=r"cell.csv: column 'output', row 1 holds 1500 characters"):
+        service.import_dataset("upload", upload(src / "cell.csv"), name="cell")
+    # A line far over the limit is refused before pandas loads it (a 1 GiB cell took 5 GB).
+    (src / "line.csv").write_text("instruction,output\nq," + "z" * 20_000 + "\n")
+    with pytest.raises(DataError, match=r"line.csv: line 2 is longer than 9024 bytes"):
+        service.import_dataset("upload", upload(src / "line.csv"), name="line")
+    assert_nothing_left(work, records)
+
+
+# --- zip limits, all checked before extracting (issue 12.6) ---
+
+
+class _CountingOpens:
+    """Counts the members opened for extraction."""
+
+    def __init__(self, monkeypatch):
+        self.opened = 0
+        real = zipfile.ZipFile.open
+
+        def counting(zf, name, *args, **kwargs):
+            self.opened += 1
+            return real(zf, name, *args, **kwargs)
+
+        monkeypatch.setattr(zipfile.ZipFile, "open", counting)
+
+
+def test_bomb_split_into_small_members_is_refused_before_extracting(
+    work, records, src, monkeypatch
+):
+    # 64 members of 512 KiB zeros: each under the per-member ratio floor of 1 MiB, but the
+    # archive expands ~1000 times in all (the issue's bomb: 1,024 such members, 1 GiB).
+    path = make_zip(
+        src / "split.zip", {f"part{i:04d}.csv": b"a\n" + b"0" * (512 * 1024) for i in range(64)}
+    )
+    opens = _CountingOpens(monkeypatch)
+    with pytest.raises(DataError) as refused:
+        ImportService(records).import_dataset("upload", upload(path), name="bomb")
+    message = str(refused.value)
+    assert message.startswith("split.zip: expands ") and "more than the limit of 100" in message
+    assert "\n" not in message and len(message) < 300
+    assert opens.opened == 0, "nothing is extracted before the checks"
+    assert_nothing_left(work, records)
+
+
+def test_zip_limits_name_first_causes_and_count_in_one_line(work, records, src, monkeypatch):
+    many = {f"f{i:04d}.csv": b"a,b\n1,2\n" for i in range(1_024)}
+    many.update({f"../up{i}.csv": b"a\n" for i in range(5)})
+    many["x" * 300 + ".csv"] = b"a\n1\n"
+    path = make_zip(src / "many.zip", many)
+    opens = _CountingOpens(monkeypatch)
+    with pytest.raises(DataError) as refused:
+        ImportService(records).import_dataset("upload", upload(path), name="many")
+    message = str(refused.value)
+    assert message.startswith("many.zip: 1030 members, more than the limit of 1000")
+    assert (
+        "members pointing outside the archive: '../up0.csv', '../up1.csv', '../up2.csv' "
+        "and 2 more" in message
+    )
+    assert "members with a name longer than 255 bytes: 'xxxx" in message
+    assert "\n" not in message and len(message) < 600
+    assert "Errno" not in message and str(work) not in message
+    assert opens.opened == 0
+    assert_nothing_left(work, records)
+
+
+def test_long_member_name_alone_is_a_clear_refusal(work, records, src):
+    path = make_zip(src / "long.zip", {"d" * 300 + "/train.csv": csv_bytes(ROWS)})
+    with pytest.raises(DataError, match=r"long.zip: members with a name longer than 255 bytes"):
+        ImportService(records).import_dataset("upload", upload(path), name="long")
+    assert_nothing_left(work, records)
+
+
+# --- staged imports never outlive their use (issue 12.3) ---
+
+
+def _files_under(folder: Path) -> list[Path]:
+    return [p for p in folder.rglob("*")] if folder.exists() else []
+
+
+def test_failed_and_abandoned_imports_leave_no_staged_files(service, work, src):
+    tmp = work / "data" / "tmp"
+    (src / "broken.parquet").write_bytes(b"PAR1 not parquet")
+    with pytest.raises(DataError, match="broken.parquet: cannot be read"):
+        service.open_import("upload", upload(src / "broken.parquet"))  # the wizard's first step
+    assert _files_under(tmp) == []
+
+    ROWS.to_csv(src / "a.csv", index=False)
+    abandoned, _ = service.open_import("upload", upload(src / "a.csv"))
+    assert len(_files_under(tmp)) == 3  # import-*/files/a.csv
+    old = time.time() - STAGING_MAX_AGE_S - 60
+    os.utime(abandoned.root, (old, old))
+    kept, _ = service.open_import("upload", upload(src / "a.csv"))  # a later import cleans up
+    assert not abandoned.root.exists() and kept.root.exists()
+    assert len(_files_under(tmp)) == 3
+
+    # A staged import still in use is kept: configuring it marks it used.
+    os.utime(kept.root, (old, old))
+    service.configure(kept, train_dataframe="a.csv", settings={"prompt_column": ["instruction"]})
+    service.purge_staging()
+    assert kept.root.exists()
+
+    # Start-up removes whatever is left: no wizard is open then.
+    (tmp / "uploads").mkdir()
+    (tmp / "uploads" / "half-received.csv").write_text("a\n")
+    assert recover(Store()) == ["removed 2 unfinished staged import(s)"]
+    assert _files_under(tmp) == [tmp / "uploads"]
+
+
+# --- the preview shows the backbone's tokens (issue 11.6) ---
+
+
+@pytest.fixture
+def default_backbone(work):
+    """The workdir's prepared backbones (make setup), as a user's workdir has them."""
+    models = work / "data" / "models"
+    models.parent.mkdir(parents=True, exist_ok=True)
+    models.symlink_to((REPO / "data" / "models").resolve())
+    folder = local_copy(DEFAULT_BACKBONE)
+    if folder is None:
+        pytest.fail("the default backbone is not prepared: run `make setup`", pytrace=False)
+    return folder
+
+
+def test_preview_renders_with_the_default_backbones_eos_as_training_does(
+    service, src, default_backbone
+):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(default_backbone)
+    ROWS.to_csv(src / "chat.csv", index=False)
+    staged, _ = service.open_import("upload", upload(src / "chat.csv"))
+    configured = service.configure(
+        staged, train_dataframe="chat.csv", settings={"prompt_column": ["instruction"]}
+    )
+    assert configured.eos_token == tokenizer.eos_token == "<|im_end|>"
+    assert configured.warnings == []
+    first = configured.preview[0]
+    assert first.text == "<|prompt|>Say hi.<|im_end|><|answer|>hi<|im_end|>"
+    assert "</s>" not in first.text
+    # Exactly the text training tokenizes for this row (causal LM: PromptFormat.from_config).
+    cfg = configured.config_for(staged.folder)
+    fmt = PromptFormat.from_config(cfg.dataset, tokenizer.eos_token)
+    conv = build_conversations(ROWS.head(1), cfg.dataset, "chat.csv")[0]
+    assert first.text == "".join(s.text for s in fmt.segments(conv))
+    service.discard(staged)
+
+
+def test_preview_says_when_the_backbone_tokenizer_is_missing(service, src):
+    ROWS.to_csv(src / "chat.csv", index=False)
+    staged, _ = service.open_import("upload", upload(src / "chat.csv"))
+    configured = service.configure(
+        staged,
+        train_dataframe="chat.csv",
+        settings={"prompt_column": ["instruction"]},
+        backbone="nowhere/not-downloaded",
+    )
+    assert configured.warnings == [
+        "The tokenizer of 'nowhere/not-downloaded' is not on this machine: '</s>' stands in "
+        "for its EOS token in the preview."
+    ]
+    service.discard(staged)
+
+
+# --- train.py applies the same rules (issue 12.5) ---
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["shifted-first-row", "all-empty-answers", "nul"])
+def test_train_py_refuses_the_same_bad_data(tmp_path, tiny_model_dir, src, case):
+    text, message = BAD_DATA[case]
+    path = _bad_csv(src, "shifted.csv", text)
+    cfg = tiny_config(tiny_model_dir, path, tmp_path / "out")
+    cfg["dataset"].update(prompt_column=["instruction"], answer_column="output")
+    result = run_cli("train.py", "-Y", str(write_yaml(tmp_path / "cfg.yaml", cfg)))
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert re.search(message.replace("shifted.csv", re.escape(str(path))), errors[0])

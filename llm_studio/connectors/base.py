@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Mapping
@@ -131,8 +132,16 @@ def write_stream(src: BinaryIO, dest: Path, budget: ByteBudget, what: str) -> Pa
 
 
 def copy_file(src: Path, dest: Path, budget: ByteBudget, what: str) -> Path:
-    budget.check(src.stat().st_size, what)  # refuse a too-large file before copying it
-    with open(src, "rb") as fh:
+    """Copy a regular file; a pipe, socket or device is refused without blocking on it."""
+    try:
+        fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConnectorError(f"{what}: cannot be opened ({exc.strerror})") from None
+    with open(fd, "rb") as fh:
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ConnectorError(f"{what}: not a regular file (a pipe or device?); refused")
+        budget.check(info.st_size, what)  # refuse a too-large file before copying it
         write_stream(fh, dest, budget, what)
     shutil.copystat(src, dest)
     return dest

@@ -2,7 +2,9 @@
 
 The roots are the user's home and the workdir, or the colon-separated folders in
 `LLM_STUDIO_LOCAL_ROOTS`. Paths are resolved (symlinks and `..` followed) before the check,
-so neither a `../` nor a link can reach outside them.
+so neither a `../` nor a link can reach outside them. The suffix is checked on both a link's
+name and its target (`key.csv -> id_rsa` is not a csv), and only regular files are read (a
+named pipe or device would hang the import).
 """
 
 from __future__ import annotations
@@ -98,7 +100,9 @@ def list_dir(path: str | Path | None = None, roots: list[Path] | None = None) ->
             continue
         if resolved.is_dir():
             entries.append(DirEntry(child.name, child, True, None))
-        elif resolved.is_file() and child.suffix.lower() in IMPORT_SUFFIXES:
+        elif resolved.is_file() and {child.suffix.lower(), resolved.suffix.lower()} <= set(
+            IMPORT_SUFFIXES
+        ):
             entries.append(DirEntry(child.name, child, False, resolved.stat().st_size))
     entries.sort(key=lambda e: (not e.is_dir, e.name.lower()))
     return entries
@@ -139,6 +143,8 @@ class LocalConnector(Connector):
                 file = Path(dirpath) / name
                 shown = str(file)
                 resolved = resolve_inside_roots(file, roots)  # a link inside may lead out
+                if resolved.suffix.lower() not in IMPORT_SUFFIXES or not resolved.is_file():
+                    continue  # a link to another kind of file, a pipe, a device
                 rel = file.relative_to(source)
                 dest_dir = staging_dir / rel.parent
                 dest_dir.mkdir(parents=True, exist_ok=True)

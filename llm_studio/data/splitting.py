@@ -11,6 +11,7 @@ import pandas as pd
 from llm_studio.data.conversations import build_conversations, chain_roots, leaf_rows
 from llm_studio.data.personalize import personalize
 from llm_studio.data.prompt_format import Conversation
+from llm_studio.data.quality import check_answers
 from llm_studio.data.readers import DataError, read_dataframe
 
 # Validation insights show the 5 best and the 5 worst samples: with fewer than 10 validation
@@ -32,10 +33,12 @@ def split_and_sample(cfg, seed: int, task=None) -> SplitData:
     rng = np.random.default_rng(seed)
     build = task.build_items if task else functools.partial(build_conversations, dataset_cfg=ds)
     train_df = read_dataframe(ds.train_dataframe)
+    check_answers(train_df, ds, ds.train_dataframe)  # the import wizard's rules, for train.py
     train_convs = build(train_df, source=ds.train_dataframe)
     train_keep = _kept_rows(train_df, ds)
     if ds.validation_strategy == "custom":
         val_df = read_dataframe(ds.validation_dataframe)
+        check_answers(val_df, ds, ds.validation_dataframe)
         val_convs = build(val_df, source=ds.validation_dataframe)
         val_convs = [c for c, keep in zip(val_convs, _kept_rows(val_df, ds)) if keep]
         train_convs = [c for c, keep in zip(train_convs, train_keep) if keep]

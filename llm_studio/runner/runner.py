@@ -376,8 +376,8 @@ class Runner:
 
     def rename(self, experiment_id: int, new_name: str) -> ExperimentRecord:
         """Rename a finished, failed or stopped experiment: its record, folder and cfg.yaml."""
-        from llm_studio.config.yaml_io import load_config, save_config
         from llm_studio.store.db import check_name, experiment_dir
+        from llm_studio.store.recovery import rename_experiment
 
         with self._lock:
             record = self.store.get_experiment(experiment_id)
@@ -389,21 +389,10 @@ class Runner:
             new_name = check_name(new_name, "experiment name")
             if self.store.get_experiment_by_name(new_name) is not None:
                 raise RunnerError(f"An experiment named {new_name!r} already exists.")
-            old_folder, new_folder = resolve(record.path), experiment_dir(new_name)
+            new_folder = experiment_dir(new_name)
             if new_folder.exists():
                 raise RunnerError(f"{new_folder} already exists.")
-            old_folder.rename(new_folder)
-            config_file = new_folder / "cfg.yaml"
-            try:
-                cfg, _ = load_config(config_file)
-                cfg.experiment_name, cfg.output_directory = new_name, str(new_folder)
-                save_config(cfg, config_file)
-                return self.store.update_experiment_fields(
-                    experiment_id, name=new_name, path=str(new_folder), config_file=str(config_file)
-                )
-            except BaseException:
-                new_folder.rename(old_folder)  # nothing half-renamed
-                raise
+            return rename_experiment(self.store, record, new_name)  # crash-safe: a journal
 
     # --- internals (call with the lock held) -------------------------------------------------
 

@@ -10,8 +10,12 @@ Disk layout (under `<workdir>/data`):
 A commit writes `cfg.yaml` into the staged folder, renames the folder into `user/<name>` in
 one step, and then saves the record through the `DatasetRecords` the service was given; if
 anything fails, what was written is removed, so neither `user/` nor the records keep a half
-import. Nothing here imports torch: previews are rendered text, with `</s>` standing in for
-the tokenizer's EOS token.
+import. Nothing here imports torch: previews are rendered with the format training uses and
+the EOS token of the backbone's tokenizer, read from its files.
+
+Staged imports never outlive their use: a failed stage or inspect removes its folder, a new
+`stage` removes those unused for STAGING_MAX_AGE_S, and the app's start-up removes them all
+(`llm_studio.store.recovery`).
 """
 
 from __future__ import annotations
@@ -19,13 +23,12 @@ from __future__ import annotations
 import copy
 import dataclasses
 import errno
+import json
 import os
 import re
 import shutil
-import stat
 import time
 import uuid
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from types import SimpleNamespace
@@ -38,31 +41,26 @@ from llm_studio.config.problem_types import BaseConfig
 from llm_studio.config.settings import ConfigError, coerce, field_types, spec_of
 from llm_studio.config.yaml_io import config_class, save_config
 from llm_studio.connectors import get_connector
-from llm_studio.connectors.base import (
-    DATAFRAME_SUFFIXES,
-    DEFAULT_MAX_BYTES,
-    MAX_BYTES_ENV,
-    ByteBudget,
-    human_size,
-    max_import_bytes,
-    unique_path,
-)
+from llm_studio.connectors.base import DATAFRAME_SUFFIXES, ByteBudget, unique_path
 from llm_studio.data.conversations import build_conversations, leaf_rows
 from llm_studio.data.labels import class_labels, regression_targets
 from llm_studio.data.prompt_format import Conversation, PromptFormat
+from llm_studio.data.quality import check_answers
 from llm_studio.data.readers import DataError, read_dataframe
+from llm_studio.models.offline_backbone import resolve_backbone
 from llm_studio.paths import workdir
+from llm_studio.store.archives import ImportLimits, extract_zip
 
 CONFIG_FILE = "cfg.yaml"
-PREVIEW_EOS = "</s>"
+PENDING_MARKER = ".record-pending"  # in a dataset folder whose record is being added or removed
+FALLBACK_EOS = "</s>"  # shown only when the backbone's tokenizer files are not on this machine
+PREVIEW_CHARS = 2_000  # per previewed text: a huge cell must not overflow the page
+STAGING_MAX_AGE_S = 6 * 3600  # a staged import unused this long is abandoned
 DEFAULT_PROBLEM_TYPE = "text_causal_language_modeling"
 CLASSIFICATION = "text_causal_classification_modeling"
 REGRESSION = "text_causal_regression_modeling"
 LABEL_TYPES = (CLASSIFICATION, REGRESSION)
 DPO = "text_dpo_modeling"
-
-RATIO_ENV = "LLM_STUDIO_MAX_ZIP_RATIO"
-MEMBERS_ENV = "LLM_STUDIO_MAX_ZIP_MEMBERS"
 
 # Set from the train/validation dataframe choice, not through `settings`.
 _DATAFRAME_KEYS = ("train_dataframe", "validation_dataframe", "validation_strategy")
@@ -70,40 +68,6 @@ _DATAFRAME_KEYS = ("train_dataframe", "validation_dataframe", "validation_strate
 
 class DatasetImportError(DataError):
     """An import, edit or merge that cannot go ahead; the message says why."""
-
-
-# --- limits ---
-
-
-@dataclass(frozen=True)
-class ImportLimits:
-    """Caps on what an import may bring in. The compression ratio is only checked for zip
-    members of at least `ratio_min_bytes` (small files may compress very well)."""
-
-    max_total_bytes: int = DEFAULT_MAX_BYTES
-    max_ratio: float = 100.0
-    ratio_min_bytes: int = 1024 * 1024
-    max_members: int = 10_000
-
-    @classmethod
-    def from_env(cls) -> ImportLimits:
-        def number(env: str, default: float, kind: type) -> Any:
-            raw = os.environ.get(env, "").strip()
-            if not raw:
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise DatasetImportError(f"{env}: got {raw!r}, expected a number") from None
-            if value <= 0:
-                raise DatasetImportError(f"{env}: got {raw!r}, expected a positive number")
-            return value
-
-        return cls(
-            max_total_bytes=max_import_bytes(),
-            max_ratio=number(RATIO_ENV, cls.max_ratio, float),
-            max_members=number(MEMBERS_ENV, cls.max_members, int),
-        )
 
 
 # --- records: what the store keeps, and how the service hands it over ---
@@ -206,6 +170,21 @@ class PreviewSample:
     def text(self) -> str:
         return self.prompt + self.answer
 
+    def shortened(self, limit: int = PREVIEW_CHARS) -> PreviewSample:
+        """The sample with each text cut to `limit` characters (its start and end kept)."""
+        return PreviewSample(
+            *(shorten(t, limit) for t in (self.prompt, self.answer)),
+            *(None if t is None else shorten(t, limit) for t in (self.rejected_answer,
+                                                                  self.rejected_prompt)),
+        )  # fmt: skip
+
+
+def shorten(text: str, limit: int = PREVIEW_CHARS) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]} [... {len(text) - 2 * half} characters not shown ...] {text[-half:]}"
+
 
 @dataclass
 class ConfiguredDataset:
@@ -218,7 +197,9 @@ class ConfiguredDataset:
     validation_dataframe: str | None
     train_rows: int
     validation_rows: int | None
-    preview: list[PreviewSample]
+    preview: list[PreviewSample]  # texts cut to PREVIEW_CHARS
+    eos_token: str = FALLBACK_EOS  # the backbone's, as training will add it
+    warnings: list[str] = field(default_factory=list)  # rows with empty answers, ...
 
     @property
     def problem_type(self) -> str:
@@ -254,110 +235,6 @@ def validate_dataset_name(name: Any) -> str:
             "characters)"
         )
     return name
-
-
-# --- zip archives ---
-
-
-def _member_parts(archive: str, name: str) -> tuple[str, ...]:
-    """The member's path parts; absolute paths, drive letters and `..` are refused."""
-    text = name.replace("\\", "/")
-    if text.startswith("/") or re.match(r"^[A-Za-z]:", text):
-        raise DatasetImportError(f"{archive}: member {name!r} has an absolute path; refused")
-    parts = tuple(p for p in text.split("/") if p not in ("", "."))
-    if ".." in parts:
-        raise DatasetImportError(f"{archive}: member {name!r} points outside the archive; refused")
-    if any(ord(c) < 32 for c in text):
-        raise DatasetImportError(f"{archive}: member {name!r} holds control characters; refused")
-    return parts
-
-
-def extract_zip(
-    archive: Path, dest: Path, limits: ImportLimits, budget: ByteBudget, label: str
-) -> list[Path]:
-    """Extract the dataframes of a zip into `dest`, refusing unsafe archives outright: paths
-    leaving the folder, links, encrypted members, too many members, and zip bombs (total
-    size over the cap, or a large member compressed beyond the ratio). Sizes are checked from
-    the directory first and counted again while extracting, in case the directory lies."""
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DatasetImportError(f"{label}: not a valid zip archive ({exc})") from None
-    with zf:
-        infos = zf.infolist()
-        if len(infos) > limits.max_members:
-            raise DatasetImportError(
-                f"{label}: {len(infos)} members, more than the limit of {limits.max_members}"
-                f" (set {MEMBERS_ENV} to change it)"
-            )
-        declared = 0
-        wanted: list[tuple[zipfile.ZipInfo, tuple[str, ...]]] = []
-        seen: set[tuple[str, ...]] = set()
-        for info in infos:
-            parts = _member_parts(label, info.filename)
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise DatasetImportError(f"{label}: member {info.filename!r} is a link; refused")
-            if info.flag_bits & 0x1:
-                raise DatasetImportError(
-                    f"{label}: member {info.filename!r} is encrypted; use an unencrypted zip"
-                )
-            if info.is_dir() or not parts:
-                continue
-            if parts in seen:
-                raise DatasetImportError(f"{label}: member {info.filename!r} appears twice")
-            seen.add(parts)
-            declared += info.file_size
-            if budget.used + declared > limits.max_total_bytes:
-                raise DatasetImportError(
-                    f"{label}: would expand to more than the limit of "
-                    f"{human_size(limits.max_total_bytes)}; refused as a possible zip bomb "
-                    f"(set {MAX_BYTES_ENV} to change the limit)"
-                )
-            if info.file_size >= limits.ratio_min_bytes and info.file_size > limits.max_ratio * max(
-                info.compress_size, 1
-            ):
-                ratio = info.file_size / max(info.compress_size, 1)
-                raise DatasetImportError(
-                    f"{label}: member {info.filename!r} expands {ratio:.0f} times "
-                    f"(limit {limits.max_ratio:.0f}); refused as a possible zip bomb"
-                )
-            hidden = any(p.startswith(".") or p == "__MACOSX" for p in parts)
-            if not hidden and PurePosixPath(parts[-1]).suffix.lower() in DATAFRAME_SUFFIXES:
-                wanted.append((info, parts))
-
-        out = []
-        root = dest.resolve()
-        for info, parts in wanted:
-            folder = dest.joinpath(*parts[:-1])
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise DatasetImportError(
-                    f"{label}: cannot extract {info.filename!r} ({exc.strerror})"
-                ) from None
-            target = unique_path(folder, parts[-1])
-            if not target.resolve().is_relative_to(root):
-                raise DatasetImportError(f"{label}: member {info.filename!r} leaves the folder")
-            written = 0
-            try:
-                with zf.open(info) as src, open(target, "xb") as fh:
-                    while chunk := src.read(1024 * 1024):
-                        written += len(chunk)
-                        budget.take(len(chunk), label)
-                        if written > info.file_size:
-                            raise DatasetImportError(
-                                f"{label}: member {info.filename!r} is larger than its "
-                                "directory entry says; refused as a possible zip bomb"
-                            )
-                        fh.write(chunk)
-            except DataError:
-                raise
-            except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as exc:
-                raise DatasetImportError(
-                    f"{label}: member {info.filename!r} cannot be extracted ({exc})"
-                ) from None
-            out.append(target)
-        return out
 
 
 def _list_dataframes(folder: Path) -> list[str]:
@@ -502,16 +379,32 @@ def _check_columns(df: pd.DataFrame, ds: Any, source: str) -> None:
                 )
 
 
-def _prompt_format(ds: Any) -> PromptFormat:
-    return PromptFormat(
-        system_start=ds.text_system_start or "",
-        prompt_start=ds.text_prompt_start or "",
-        answer_separator=ds.text_answer_separator or "",
-        eos_token=PREVIEW_EOS,
-        eos_after_system=ds.add_eos_token_to_system,
-        eos_after_prompt=ds.add_eos_token_to_prompt,
-        eos_after_answer=getattr(ds, "add_eos_token_to_answer", False),
-    )
+def backbone_eos_token(backbone: str) -> str | None:
+    """The EOS token of the backbone's tokenizer (what `AutoTokenizer.from_pretrained(...)
+    .eos_token` gives training), read from its tokenizer files so the UI needs no torch;
+    None when they are not on this machine."""
+    folder = Path(resolve_backbone(backbone)).expanduser()
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            data = json.loads((folder / name).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        eos = data.get("eos_token") if isinstance(data, dict) else None
+        if isinstance(eos, dict):  # older tokenizers store an AddedToken mapping
+            eos = eos.get("content")
+        if isinstance(eos, str) and eos:
+            return eos
+    return None
+
+
+def _prompt_format(cfg: BaseConfig, eos_token: str) -> PromptFormat:
+    """The format training renders with (see the tasks' `PromptFormat.from_config`); label
+    problems never render their answer, so it gets no EOS there either."""
+    ds = cfg.dataset
+    if cfg.problem_type in LABEL_TYPES:
+        ds = copy.copy(ds)
+        ds.add_eos_token_to_answer = False
+    return PromptFormat.from_config(ds, eos_token)
 
 
 def _cell(value: Any) -> str:
@@ -521,12 +414,12 @@ def _cell(value: Any) -> str:
 
 
 def _check_and_preview(
-    df: pd.DataFrame, cfg: BaseConfig, source: str, n: int
+    df: pd.DataFrame, cfg: BaseConfig, source: str, n: int, eos_token: str
 ) -> list[PreviewSample]:
     """Check the values the problem type reads (ids and chains, labels) and render `n`
     samples; raises a DataError naming the file, column and row."""
     ds, problem_type = cfg.dataset, cfg.problem_type
-    fmt = _prompt_format(ds)
+    fmt = _prompt_format(cfg, eos_token)
     if problem_type in LABEL_TYPES:
         columns = _as_list(ds.answer_column)
         if problem_type == REGRESSION:
@@ -550,7 +443,9 @@ def _check_and_preview(
                 if len(columns) == 1
                 else ", ".join(f"{c}={_cell(row[c])}" for c in columns)
             )
-            samples.append(PreviewSample(fmt.render(conv, with_last_answer=False), label))
+            samples.append(
+                PreviewSample(fmt.render(conv, with_last_answer=False), label).shortened()
+            )
         return samples
 
     chained = bool(ds.parent_id_column)
@@ -558,7 +453,7 @@ def _check_and_preview(
     convs = build_conversations(frame, ds, source)  # also checks ids and chain loops
     rows = [i for i, leaf in enumerate(leaf_rows(frame, ds)) if leaf] if chained else None
     rows = (rows or list(range(len(frame))))[:n]
-    eos = PREVIEW_EOS if fmt.eos_after_answer else ""
+    eos = eos_token if fmt.eos_after_answer else ""
     samples = []
     for i in rows:
         conv: Conversation = convs[i]
@@ -570,7 +465,8 @@ def _check_and_preview(
                 other = Conversation(conv.system, conv.prompts[:-1] + (last,), conv.answers)
                 rejected_prompt = fmt.render(other, with_last_answer=False)
         prompt = fmt.render(conv, with_last_answer=False)
-        samples.append(PreviewSample(prompt, conv.answers[-1] + eos, rejected, rejected_prompt))
+        sample = PreviewSample(prompt, conv.answers[-1] + eos, rejected, rejected_prompt)
+        samples.append(sample.shortened())
     return samples
 
 
@@ -614,6 +510,7 @@ class ImportService:
         self.records = records
         self._data_root = Path(data_root) if data_root is not None else None
         self._limits = limits
+        self._last_read: tuple[Any, Any] = (None, None)  # (file key, dataframe)
         self.connector_options = dict(connector_options or {})
 
     # --- places ---
@@ -651,6 +548,7 @@ class ImportService:
 
     def stage(self, connector: str, params: Mapping[str, Any]) -> StagedImport:
         """Fetch with a connector into a fresh staging folder, extract zips, list dataframes."""
+        self.purge_staging(STAGING_MAX_AGE_S)
         limits = self.limits
         options = dict(self.connector_options.get(connector, {}))
         options.setdefault("max_bytes", limits.max_total_bytes)
@@ -681,30 +579,75 @@ class ImportService:
             raise
         return StagedImport(folder=files, dataframes=dataframes, root=root, source=connector)
 
+    def open_import(
+        self, connector: str, params: Mapping[str, Any]
+    ) -> tuple[StagedImport, list[DataframeInfo]]:
+        """Stage and inspect; when either fails, the staged files are removed."""
+        staged = self.stage(connector, params)
+        try:
+            return staged, self.inspect(staged)
+        except BaseException:
+            self.discard(staged)
+            raise
+
     def discard(self, staged: StagedImport) -> None:
         """Remove a staged import (safe to call twice)."""
         root = Path(staged.root)
         if root != Path() and root.is_relative_to(self.staging_root):
             shutil.rmtree(root, ignore_errors=True)
 
-    def purge_staging(self, older_than_s: float = 24 * 3600) -> None:
-        """Remove staging folders left by imports that were never finished."""
-        if not self.staging_root.is_dir():
-            return
+    def purge_staging(self, older_than_s: float = STAGING_MAX_AGE_S) -> int:
+        """Remove staged imports (and uploads waiting to be staged) unused for `older_than_s`
+        seconds; 0 removes all (at start-up, when no wizard is open). Returns how many."""
+        root = self.staging_root
+        if not root.is_dir():
+            return 0
         cutoff = time.time() - older_than_s
-        for child in self.staging_root.iterdir():
-            if child.is_dir() and child.stat().st_mtime < cutoff:
-                shutil.rmtree(child, ignore_errors=True)
+        candidates = list(root.glob("import-*"))
+        uploads = root / "uploads"
+        if uploads.is_dir():
+            candidates += list(uploads.iterdir())
+        removed = 0
+        for path in candidates:
+            try:
+                if path.lstat().st_mtime >= cutoff and older_than_s > 0:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed += 1
+            except OSError:
+                continue  # gone meanwhile
+        return removed
+
+    def _touch(self, files: DataFiles) -> None:
+        """Mark a staged import as in use, so the age-based purge leaves it."""
+        root = getattr(files, "root", None)
+        if root is None:
+            return
+        if not Path(files.folder).is_dir():
+            raise DatasetImportError(
+                "the staged files are gone (unused for too long, or the app restarted); "
+                "import the data again"
+            )
+        os.utime(root)
 
     # --- inspect ---
 
     def read(self, files: DataFiles, name: str) -> pd.DataFrame:
         """A dataframe of `files`; errors name it by its name in the dataset."""
         path = files.path(name)
+        stat = path.stat()
+        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        if self._last_read[0] == key:  # inspect, then configure: read and check once
+            return self._last_read[1]
         try:
-            return read_dataframe(path)
+            df = read_dataframe(path)
         except DataError as exc:
             raise DataError(str(exc).replace(str(path), name)) from None
+        self._last_read = (key, df)
+        return df
 
     def inspect(self, files: DataFiles) -> list[DataframeInfo]:
         """Columns and rows of each dataframe; a file that cannot be read carries its error.
@@ -736,12 +679,15 @@ class ImportService:
         validation_dataframe: str | None = None,
         settings: Mapping[str, Any] | None = None,
         preview_samples: int = 5,
+        backbone: str | None = None,
     ) -> ConfiguredDataset:
         """Build the problem type's config with this dataset section, check that the columns
         exist in the train (and validation) dataframe and that their values fit the problem
         type, and render a preview. `settings` are dataset-section keys (`prompt_column`,
         `answer_column`, `system_column`, `parent_id_column`, `rejected_answer_column`, ...,
-        with or without the `dataset.` prefix)."""
+        with or without the `dataset.` prefix). The preview uses the EOS token of `backbone`
+        (default: the problem type's default backbone)."""
+        self._touch(files)
         try:
             cfg = config_class(problem_type)()
         except ConfigError as exc:
@@ -770,14 +716,23 @@ class ImportService:
         ds.validation_dataframe = validation_dataframe
         ds.validation_strategy = "custom" if validation_dataframe else "automatic"
 
+        backbone = backbone or cfg.llm_backbone
+        eos = backbone_eos_token(backbone)
+        warnings = [] if eos else [
+            f"The tokenizer of {backbone!r} is not on this machine: {FALLBACK_EOS!r} stands in "
+            "for its EOS token in the preview."
+        ]  # fmt: skip
+        eos = eos or FALLBACK_EOS
         train = self.read(files, train_dataframe)
         _check_columns(train, ds, train_dataframe)
-        preview = _check_and_preview(train, cfg, train_dataframe, preview_samples)
+        warnings += check_answers(train, ds, train_dataframe)
+        preview = _check_and_preview(train, cfg, train_dataframe, preview_samples, eos)
         validation_rows = None
         if validation_dataframe:
             validation = self.read(files, validation_dataframe)
             _check_columns(validation, ds, validation_dataframe)
-            _check_and_preview(validation, cfg, validation_dataframe, 0)
+            warnings += check_answers(validation, ds, validation_dataframe)
+            _check_and_preview(validation, cfg, validation_dataframe, 0, eos)
             validation_rows = len(validation)
         return ConfiguredDataset(
             folder=files.folder,
@@ -787,6 +742,8 @@ class ImportService:
             train_rows=len(train),
             validation_rows=validation_rows,
             preview=preview,
+            eos_token=eos,
+            warnings=warnings,
         )
 
     # --- commit ---
@@ -800,9 +757,13 @@ class ImportService:
         name = self.check_name(name)
         if Path(configured.folder) != Path(staged.folder):
             raise DatasetImportError("the configuration was made for other files")
+        self._touch(staged)
         final = self.datasets_root / name
         try:
             save_config(configured.config_for(final), staged.folder / CONFIG_FILE)
+            # Until the record is saved, the folder says so: a crash in between leaves a
+            # folder that start-up recovery knows to remove.
+            (staged.folder / PENDING_MARKER).touch()
             self.datasets_root.mkdir(parents=True, exist_ok=True)
             self._move_in(staged.folder, final, name)
             try:
@@ -811,6 +772,7 @@ class ImportService:
             except BaseException:
                 shutil.rmtree(final, ignore_errors=True)
                 raise
+            (final / PENDING_MARKER).unlink(missing_ok=True)
             return record
         finally:
             self.discard(staged)

@@ -24,6 +24,14 @@ log = logging.getLogger("llm_studio.ui")
 
 
 async def startup() -> None:
+    try:  # before any page can start an import: finish or undo what a crash interrupted
+        from llm_studio.store import Store
+        from llm_studio.store.recovery import recover
+
+        for line in recover(Store()):
+            log.info("recovery: %s", line)
+    except Exception as exc:  # the app stays usable; the next start-up tries again
+        log.warning("recovery at start-up failed: %s", exc)
     asyncio.ensure_future(_poll_runner())
     try:
         from llm_studio.ui.defaults import ensure_default_datasets

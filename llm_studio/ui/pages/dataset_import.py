@@ -40,9 +40,25 @@ def _error(q: Q, exc: Exception) -> ui.Component:
 # --- step 1: the source ---
 
 
+def _abandon(q: Q) -> None:
+    """Forget the wizard's progress; a staged import it held is removed."""
+    state = client_state(q)
+    staged = state.wizard.get("staged")
+    if staged is not None:
+        import_service(state.store).discard(staged)
+    state.wizard.clear()
+
+
 @on("#dataset/import")
 async def import_page(q: Q) -> None:
-    client_state(q).wizard.clear()
+    _abandon(q)
+    await _source_form(q, q.args.import_source or "upload")
+
+
+@on("import_cancel")
+async def cancel(q: Q) -> None:
+    # A plain button, not "#dataset/import": the hash is that already, so no event would come.
+    _abandon(q)
     await _source_form(q, q.args.import_source or "upload")
 
 
@@ -125,8 +141,8 @@ async def _fetch(q: Q, source: str, params: dict) -> None:
     )
     await q.page.save()
     try:
-        staged = await q.run(service.stage, source, params)
-        infos = await q.run(service.inspect, staged)
+        _abandon(q)  # another import replaces the one in progress
+        staged, infos = await q.run(service.open_import, source, params)
     except (DataError, StoreError, OSError) as exc:
         await _source_form(q, source, _error(q, exc), params)
         return
@@ -215,7 +231,7 @@ def _configure_form(q: Q, note: ui.Component | None = None) -> None:
         ui.buttons(
             [
                 ui.button(name="import_configure", label="Continue", primary=True),
-                ui.button(name="#datasets" if wizard.get("editing") else "#dataset/import",
+                ui.button(name="#datasets" if wizard.get("editing") else "import_cancel",
                           label="Cancel"),
             ]
         )
@@ -279,6 +295,7 @@ async def configure(q: Q) -> None:
 def _preview(q: Q, note: ui.Component | None = None) -> None:
     configured = client_state(q).wizard["configured"]
     items: list = [note] if note else []
+    items += [layout.message(w, "warning") for w in configured.warnings]
     items.append(ui.text("Sample prompts and answers, as the model will see them:"))
     for sample in configured.preview:
         items.append(ui.separator())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -12,6 +11,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.yaml_io import load_config
 from llm_studio.data.readers import DataError, read_dataframe
 from llm_studio.store import StoreError
+from llm_studio.store.recovery import delete_datasets
 from llm_studio.ui import layout, safe_text
 from llm_studio.ui.datasets_service import import_service
 from llm_studio.ui.pages import dataset_import  # noqa: F401 (the wizard's handlers)
@@ -383,12 +383,10 @@ async def delete_confirm(q: Q) -> None:
     q.page["meta"].dialog = None
     store = client_state(q).store
     try:
-        deleted = store.delete_datasets(q.client.delete_ids or [])
+        deleted = delete_datasets(store, q.client.delete_ids or [])  # records, then folders
     except StoreError as exc:
         await datasets_page(q, layout.message(str(exc), "error"))
         return
-    for record in deleted:
-        shutil.rmtree(record.path, ignore_errors=True)
     names = ", ".join(r.name for r in deleted)
     await datasets_page(q, layout.message(f"Deleted {names}.", "success"))
 
