@@ -268,8 +268,9 @@ async def _run(q: Q, proceed_on_warnings: bool) -> None:
     runner = app_runner()
     try:
         _read_form(q)
+        # In a worker thread: the store, the folders, and nvidia-smi the first time.
         checked = await q.run(
-            experiments_service.plan, state.store, draft.cfg, draft.grid, runner.gpu_count
+            lambda: experiments_service.plan(state.store, draft.cfg, draft.grid, runner.gpu_count)
         )
     except (ConfigError, StoreError) as exc:
         _experiment_form(q, error=str(exc))
