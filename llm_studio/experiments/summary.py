@@ -6,6 +6,7 @@ status file only when its mtime changed, the charts only from the byte offset re
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,11 +29,18 @@ class ExperimentSummary:
 
 
 class SummaryCache:
+    """Shared by every browser session's refresh, each in a worker thread: one lock keeps a
+    summary from reading the same chart lines twice or skipping some."""
+
     def __init__(self) -> None:
         self._entries: dict[Path, ExperimentSummary] = {}
+        self._lock = threading.Lock()
 
     def get(self, path: str | Path) -> ExperimentSummary:
-        path = Path(path)
+        with self._lock:
+            return self._read(Path(path))
+
+    def _read(self, path: Path) -> ExperimentSummary:
         entry = self._entries.setdefault(path, ExperimentSummary())
         folder = ExperimentFolder(path)
         try:
@@ -63,4 +71,5 @@ class SummaryCache:
         return entry
 
     def forget(self, path: str | Path) -> None:
-        self._entries.pop(Path(path), None)
+        with self._lock:
+            self._entries.pop(Path(path), None)

@@ -17,7 +17,7 @@ from llm_studio.store import StoreError
 from llm_studio.store.imports import suggest_columns, suggest_dataframes
 from llm_studio.ui import layout, safe_text, wave_files
 from llm_studio.ui.datasets_service import import_service, local_roots_note
-from llm_studio.ui.state import client_state
+from llm_studio.ui.state import ImportWizard, client_state
 
 SOURCES = {"upload": "Upload", "local": "Local", "s3": "AWS S3", "kaggle": "Kaggle"}
 UPLOAD_TYPES = ["csv", "pq", "parquet", "json", "jsonl", "zip"]
@@ -43,10 +43,9 @@ def _error(q: Q, exc: Exception) -> ui.Component:
 def _abandon(q: Q) -> None:
     """Forget the wizard's progress; a staged import it held is removed."""
     state = client_state(q)
-    staged = state.wizard.get("staged")
-    if staged is not None:
-        import_service(state.store).discard(staged)
-    state.wizard.clear()
+    if state.wizard.staged is not None:
+        import_service(state.store).discard(state.wizard.staged)
+    state.wizard = ImportWizard()
 
 
 @on("#dataset/import")
@@ -146,26 +145,24 @@ async def _fetch(q: Q, source: str, params: dict) -> None:
     except (DataError, StoreError, OSError) as exc:
         await _source_form(q, source, _error(q, exc), params)
         return
-    state.wizard.update(staged=staged, infos=infos, editing=None, source=source)
     train, validation = suggest_dataframes(staged.dataframes)
-    name = Path(train or staged.dataframes[0]).stem if staged.dataframes else "dataset"
-    state.wizard.update(name=name, train=train, validation=validation)
-    state.wizard["problem_type"] = state.store.get_setting(
-        "default_problem_type", "text_causal_language_modeling"
+    state.wizard = ImportWizard(
+        source=source,
+        staged=staged,
+        infos=infos,
+        name=Path(train or staged.dataframes[0]).stem if staged.dataframes else "dataset",
+        train=train,
+        validation=validation,
+        problem_type=state.store.get_setting(
+            "default_problem_type", "text_causal_language_modeling"
+        ),
     )
     _suggest(state.wizard)
     _configure_form(q)
 
 
-def _columns(wizard: dict) -> list[str]:
-    for info in wizard["infos"]:
-        if info.name == wizard.get("train") and not info.error:
-            return list(info.columns)
-    return []
-
-
-def _suggest(wizard: dict) -> None:
-    wizard["settings"] = suggest_columns(wizard["problem_type"], _columns(wizard))
+def _suggest(wizard: ImportWizard) -> None:
+    wizard.settings = suggest_columns(wizard.problem_type, wizard.columns())
 
 
 # --- step 2: Configure dataset ---
@@ -173,16 +170,13 @@ def _suggest(wizard: dict) -> None:
 
 def _configure_form(q: Q, note: ui.Component | None = None) -> None:
     wizard = client_state(q).wizard
-    problem_type = wizard["problem_type"]
-    dataset_section = PROBLEM_TYPES[problem_type]().dataset
-    frames = wizard["files"].dataframes if wizard.get("editing") else wizard["staged"].dataframes
-    columns = _columns(wizard)
-    settings = wizard.get("settings", {})
+    problem_type = wizard.problem_type
+    frames = wizard.data_files.dataframes
     items: list = [note] if note else []
-    if wizard.get("editing"):
-        items.append(ui.text_l(safe_text.plain(f"Edit dataset {wizard['editing']}")))
+    if wizard.editing:
+        items.append(ui.text_l(safe_text.plain(f"Edit dataset {wizard.editing}")))
     else:
-        items.append(ui.textbox(name="dataset_name", label="Dataset name", value=wizard["name"]))
+        items.append(ui.textbox(name="dataset_name", label="Dataset name", value=wizard.name))
     items += [
         ui.dropdown(
             name="problem_type",
@@ -194,17 +188,35 @@ def _configure_form(q: Q, note: ui.Component | None = None) -> None:
         ui.dropdown(
             name="train_dataframe",
             label="Train dataframe",
-            value=wizard.get("train"),
+            value=wizard.train,
             trigger=True,
             choices=[ui.choice(f, f) for f in frames],
         ),
         ui.dropdown(
             name="validation_dataframe",
             label="Validation dataframe",
-            value=wizard.get("validation") or NONE,
+            value=wizard.validation or NONE,
             choices=[ui.choice(NONE, NONE)] + [ui.choice(f, f) for f in frames],
         ),
     ]
+    items += _column_dropdowns(wizard)
+    items.append(
+        ui.buttons(
+            [
+                ui.button(name="import_configure", label="Continue", primary=True),
+                ui.button(name="#datasets" if wizard.editing else "import_cancel",
+                          label="Cancel"),
+            ]
+        )
+    )  # fmt: skip
+    layout.show(q, {"import": ui.form_card(box="main", title="Configure dataset", items=items)})
+
+
+def _column_dropdowns(wizard: ImportWizard) -> list:
+    """One dropdown per column setting the problem type has, offering the train columns."""
+    dataset_section = PROBLEM_TYPES[wizard.problem_type]().dataset
+    columns, settings = wizard.columns(), wizard.settings
+    found: list = []
     for key, label, multi, optional in COLUMN_SETTINGS:
         if not hasattr(dataset_section, key):
             continue
@@ -214,12 +226,12 @@ def _configure_form(q: Q, note: ui.Component | None = None) -> None:
         choices = ([ui.choice(NONE, NONE)] if optional else []) + [ui.choice(c, c) for c in columns]
         if several:
             values = value if isinstance(value, list) else ([value] if value else [])
-            items.append(
+            found.append(
                 ui.dropdown(name=f"col_{key}", label=label, values=values, choices=choices)
             )
         else:
             chosen = value[0] if isinstance(value, list) and value else value
-            items.append(
+            found.append(
                 ui.dropdown(
                     name=f"col_{key}",
                     label=label,
@@ -227,33 +239,24 @@ def _configure_form(q: Q, note: ui.Component | None = None) -> None:
                     choices=choices,
                 )
             )
-    items.append(
-        ui.buttons(
-            [
-                ui.button(name="import_configure", label="Continue", primary=True),
-                ui.button(name="#datasets" if wizard.get("editing") else "import_cancel",
-                          label="Cancel"),
-            ]
-        )
-    )  # fmt: skip
-    layout.show(q, {"import": ui.form_card(box="main", title="Configure dataset", items=items)})
+    return found
 
 
 def _read_form(q: Q) -> None:
     wizard = client_state(q).wizard
     if q.args.dataset_name is not None:
-        wizard["name"] = q.args.dataset_name
-    wizard["problem_type"] = q.args.problem_type or wizard["problem_type"]
-    wizard["train"] = q.args.train_dataframe or wizard.get("train")
+        wizard.name = q.args.dataset_name
+    wizard.problem_type = q.args.problem_type or wizard.problem_type
+    wizard.train = q.args.train_dataframe or wizard.train
     validation = q.args.validation_dataframe
-    wizard["validation"] = None if validation in (None, NONE) else validation
+    wizard.validation = None if validation in (None, NONE) else validation
     settings = {}
     for key, *_ in COLUMN_SETTINGS:
         value = q.args[f"col_{key}"]
         if value is None or value == NONE or value == []:
             continue
         settings[key] = value
-    wizard["settings"] = settings
+    wizard.settings = settings
 
 
 @on("problem_type")
@@ -270,22 +273,21 @@ async def configure(q: Q) -> None:
     wizard = state.wizard
     _read_form(q)
     service = import_service(state.store)
-    files = wizard.get("files") or wizard["staged"]
     try:
-        if not wizard.get("editing"):
-            service.check_name(wizard["name"])
+        if not wizard.editing:
+            service.check_name(wizard.name)
         configured = await q.run(
             service.configure,
-            files,
-            problem_type=wizard["problem_type"],
-            train_dataframe=wizard["train"],
-            validation_dataframe=wizard["validation"],
-            settings=wizard["settings"],
+            wizard.data_files,
+            problem_type=wizard.problem_type,
+            train_dataframe=wizard.train,
+            validation_dataframe=wizard.validation,
+            settings=wizard.settings,
         )
     except (DataError, StoreError) as exc:
         _configure_form(q, _error(q, exc))
         return
-    wizard["configured"] = configured
+    wizard.configured = configured
     _preview(q)
 
 
@@ -293,7 +295,7 @@ async def configure(q: Q) -> None:
 
 
 def _preview(q: Q, note: ui.Component | None = None) -> None:
-    configured = client_state(q).wizard["configured"]
+    configured = client_state(q).wizard.configured
     items: list = [note] if note else []
     items += [layout.message(w, "warning") for w in configured.warnings]
     items.append(ui.text("Sample prompts and answers, as the model will see them:"))
@@ -325,14 +327,14 @@ async def commit(q: Q) -> None:
     wizard = state.wizard
     service = import_service(state.store)
     try:
-        if wizard.get("editing"):
-            await q.run(service.save_edit, wizard["editing"], wizard["configured"])
+        if wizard.editing:
+            await q.run(service.save_edit, wizard.editing, wizard.configured)
         else:
-            await q.run(service.commit, wizard["staged"], wizard["name"], wizard["configured"])
+            await q.run(service.commit, wizard.staged, wizard.name, wizard.configured)
     except (DataError, StoreError) as exc:
         _preview(q, _error(q, exc))
         return
-    wizard.clear()
+    state.wizard = ImportWizard()
     from llm_studio.ui.pages.datasets import datasets_page
 
     q.args["#"] = "datasets"

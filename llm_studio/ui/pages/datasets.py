@@ -15,7 +15,7 @@ from llm_studio.store.recovery import delete_datasets
 from llm_studio.ui import layout, safe_text
 from llm_studio.ui.datasets_service import import_service
 from llm_studio.ui.pages import dataset_import  # noqa: F401 (the wizard's handlers)
-from llm_studio.ui.state import client_state
+from llm_studio.ui.state import ImportWizard, client_state
 
 TABS = (
     ("sample", "Sample train data"),
@@ -290,8 +290,7 @@ async def edit_dataset(q: Q) -> None:
         value = getattr(cfg.dataset, key, None)
         if value:
             settings[key] = value
-    state.wizard.clear()
-    state.wizard.update(
+    state.wizard = ImportWizard(
         editing=record.name,
         files=files,
         infos=infos,

@@ -60,6 +60,8 @@ async def compare_page(q: Q, note: ui.Component | None = None) -> None:
     records = list(reversed(store.list_experiments()))
     known = {r.id: r for r in records}
     selected = [known[i] for i in (q.client.compare_ids or []) if i in known]
+    runner = app_runner()  # created on the loop, once: the worker thread only uses it
+    states = await q.run(lambda: [runner.state(r) for r in records])  # reads status files
     items: list = [note] if note else []
     if not records:
         items.append(layout.message("There are no experiments to compare yet.", "info"))
@@ -78,10 +80,10 @@ async def compare_page(q: Q, note: ui.Component | None = None) -> None:
                     cells=[
                         r.name,
                         PROBLEM_TYPE_LABELS.get(r.problem_type, r.problem_type),
-                        app_runner().state(r),
+                        state,
                     ],
                 )
-                for r in records
+                for r, state in zip(records, states)
             ],
             multiple=True,
             values=[str(r.id) for r in selected],
@@ -102,10 +104,11 @@ async def compare_page(q: Q, note: ui.Component | None = None) -> None:
                 )
             ],
         )
+        # Both read every selected experiment's files: in a worker thread, off the event loop.
         if tab == "config":
-            cards.update(config_cards(selected, bool(q.client.compare_only_diff)))
+            cards.update(await q.run(config_cards, selected, bool(q.client.compare_only_diff)))
         else:
-            cards.update(chart_cards(selected))
+            cards.update(await q.run(chart_cards, selected))
     layout.show(q, cards)
     q.client.page_key = PAGE  # ends the live refresh of the page shown before
 

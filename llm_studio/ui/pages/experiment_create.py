@@ -9,16 +9,17 @@ from pathlib import Path
 from h2o_wave import Q, on, ui
 from h2o_wave.core import expando_to_dict
 
-from llm_studio.config.grid import MAX_COMBINATIONS, check_combinations, expand_grid, parse_grid
+from llm_studio.config.grid import MAX_COMBINATIONS
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError
-from llm_studio.config.yaml_io import load_config, save_config
+from llm_studio.config.yaml_io import load_config
 from llm_studio.models.offline_backbone import DEFAULT_BACKBONE
-from llm_studio.store import ExperimentRecord, StoreError, experiment_dir, resolve
+from llm_studio.runner import RunnerError, experiments_service
+from llm_studio.store import StoreError, resolve
 from llm_studio.ui import layout, safe_text, secrets, wave_files
 from llm_studio.ui.pages.experiments import experiments_page
 from llm_studio.ui.settings_form import apply_form, read_grid, settings_items
-from llm_studio.ui.state import app_runner, client_state
+from llm_studio.ui.state import ExperimentDraft, PreviousExperiment, app_runner, client_state
 
 BACKBONES = (
     DEFAULT_BACKBONE,
@@ -46,21 +47,12 @@ async def open_form_for_dataset(q: Q, dataset_id: int) -> None:
     """The Create experiment form with the dataset's settings and the default backbone."""
     state = client_state(q)
     dataset = state.store.get_dataset(dataset_id)
-    cfg, _ = load_config(dataset.config_file)
-    cfg.experiment_name = _free_name(state.store, dataset.name)
+    cfg, _ = await q.run(load_config, dataset.config_file)
+    cfg.experiment_name = experiments_service.free_name(state.store, dataset.name)
     cfg.llm_backbone = DEFAULT_BACKBONE
     cfg.environment.gpus = []
-    state.wizard.clear()
-    state.wizard.update(experiment_cfg=cfg, dataset_id=dataset.id)
+    state.draft = ExperimentDraft(cfg=cfg, dataset_id=dataset.id)
     _experiment_form(q)
-
-
-def _free_name(store, base: str) -> str:
-    for n in range(1, 1000):
-        name = f"{base}-{n}"
-        if store.get_experiment_by_name(name) is None:
-            return name
-    return f"{base}-{int(time.time())}"
 
 
 # Errors and warnings show next to the Run button, where the user's eyes are after clicking it.
@@ -74,16 +66,16 @@ def _experiment_form(
     error: str | None = None,
 ):
     state = client_state(q)
-    cfg = state.wizard["experiment_cfg"]
-    grid = state.wizard.get("grid")  # None: a single experiment; else key -> values to try
+    draft = state.draft
+    cfg, grid = draft.cfg, draft.grid
     datasets = state.store.list_datasets()
     items: list = [note] if note else []
-    previous = state.wizard.get("previous")
+    previous = draft.previous
     if previous:
         items.append(ui.toggle(
             name="use_previous_weights", label="Use previous experiment weights",
-            value=cfg.architecture.pretrained_weights == previous["path"], trigger=True,
-            tooltip=f"Start from the trained weights of {previous['name']} instead of the "
+            value=cfg.architecture.pretrained_weights == previous.path, trigger=True,
+            tooltip=f"Start from the trained weights of {previous.name} instead of the "
             "backbone. With Epochs 0 this evaluates that model, e.g. on another validation set "
             "or with another metric.",
         ))  # fmt: skip
@@ -92,7 +84,7 @@ def _experiment_form(
         ui.dropdown(
             name="experiment_dataset",
             label="Dataset",
-            value=str(state.wizard["dataset_id"]),
+            value=str(draft.dataset_id),
             choices=[ui.choice(str(d.id), d.name) for d in datasets],
             trigger=True,
         ),
@@ -128,28 +120,28 @@ def _experiment_form(
 
 
 def _read_form(q: Q) -> None:
-    state = client_state(q)
-    cfg = state.wizard["experiment_cfg"]
+    draft = client_state(q).draft
+    cfg = draft.cfg
     if q.args.experiment_name is not None:
         cfg.experiment_name = q.args.experiment_name
     if q.args.llm_backbone:
         cfg.llm_backbone = q.args.llm_backbone
     args = expando_to_dict(q.args)
-    if state.wizard.get("grid") is not None:  # first: a bad setting must not lose typed values
-        state.wizard["grid"] = read_grid(args)
+    if draft.grid is not None:  # first: a bad setting must not lose typed values
+        draft.grid = read_grid(args)
     apply_form(cfg, args)
 
 
 @on("grid_search")
 async def grid_search_toggled(q: Q) -> None:
     """Grid search on shows a values widget under each setting a grid can vary; off hides them."""
-    state = client_state(q)
+    draft = client_state(q).draft
     try:
         _read_form(q)
     except ConfigError as exc:
         _experiment_form(q, error=str(exc))
         return
-    state.wizard["grid"] = (state.wizard.get("grid") or {}) if q.args.grid_search else None
+    draft.grid = (draft.grid or {}) if q.args.grid_search else None
     _experiment_form(q)
 
 
@@ -176,16 +168,13 @@ async def _new_from(q: Q, experiment_id: int) -> None:
     if record is None:  # deleted meanwhile (e.g. from another tab)
         await experiments_page(q, layout.message(f"No experiment {experiment_id}.", "error"))
         return
-    cfg, _ = load_config(record.config_file)
-    cfg.experiment_name = _free_name(state.store, record.name)
-    state.wizard.clear()
-    state.wizard.update(experiment_cfg=cfg, dataset_id=record.dataset_id)
+    cfg, _ = await q.run(load_config, record.config_file)
+    cfg.experiment_name = experiments_service.free_name(state.store, record.name)
     # "Use previous experiment weights" starts from this experiment's checkpoint instead.
-    state.wizard["previous"] = {
-        "name": record.name,
-        "path": str(resolve(record.path)),
-        "own_weights": cfg.architecture.pretrained_weights,  # what the toggle turned off restores
-    }
+    previous = PreviousExperiment(
+        record.name, str(resolve(record.path)), cfg.architecture.pretrained_weights
+    )
+    state.draft = ExperimentDraft(cfg=cfg, dataset_id=record.dataset_id, previous=previous)
     q.client.page_key = "experiment/start"
     _experiment_form(q, layout.message(f"Settings copied from {record.name}.", "info"))
 
@@ -194,18 +183,17 @@ async def _new_from(q: Q, experiment_id: int) -> None:
 async def use_previous_weights(q: Q) -> None:
     """architecture.pretrained_weights: the copied experiment's folder (its checkpoint), or back
     to what that experiment had."""
-    state = client_state(q)
+    draft = client_state(q).draft
     try:
         _read_form(q)
     except ConfigError as exc:
         _experiment_form(q, error=str(exc))
         return
-    previous = state.wizard["previous"]
-    cfg = state.wizard["experiment_cfg"]
+    previous = draft.previous
     if q.args.use_previous_weights:
-        cfg.architecture.pretrained_weights = previous["path"]
+        draft.cfg.architecture.pretrained_weights = previous.path
     else:
-        cfg.architecture.pretrained_weights = previous["own_weights"]
+        draft.cfg.architecture.pretrained_weights = previous.own_weights
     _experiment_form(q)
 
 
@@ -220,23 +208,23 @@ async def change_dataset(q: Q) -> None:
     """Another dataset: its dataset settings (files, columns, prompt format). A form copied from
     an experiment keeps everything else, so the copy can train or validate on other data."""
     state = client_state(q)
+    draft = state.draft
     record = state.store.get_dataset(int(q.args.experiment_dataset))
-    cfg, _ = load_config(record.config_file)
-    current = state.wizard["experiment_cfg"]
-    if state.wizard.get("previous") and cfg.problem_type == current.problem_type:
+    cfg, _ = await q.run(load_config, record.config_file)
+    if draft.previous and cfg.problem_type == draft.cfg.problem_type:
         try:
             _read_form(q)
         except ConfigError as exc:
             _experiment_form(q, error=str(exc))
             return
-        current.dataset = cfg.dataset
-        state.wizard.update(dataset_id=record.id)
+        draft.cfg.dataset = cfg.dataset
+        draft.dataset_id = record.id
         _experiment_form(q, layout.message(f"Dataset settings from {record.name}.", "info"))
         return
-    cfg.experiment_name = _free_name(state.store, record.name)
+    cfg.experiment_name = experiments_service.free_name(state.store, record.name)
     cfg.environment.gpus = []
-    state.wizard.update(experiment_cfg=cfg, dataset_id=record.id)
-    state.wizard.pop("previous", None)  # the form is no longer a copy of that experiment
+    # A new draft, keeping the grid toggle: no longer a copy of a previous experiment.
+    state.draft = ExperimentDraft(cfg=cfg, dataset_id=record.id, grid=draft.grid)
     _experiment_form(q)
 
 
@@ -247,17 +235,17 @@ async def import_yaml(q: Q) -> None:
         q, q.args.experiment_yaml[0], str(state.store.db_path.parent)
     )
     try:
-        imported, warnings = load_config(local)
+        imported, warnings = await q.run(load_config, local)
     except ConfigError as exc:
         _experiment_form(q, error=str(exc))
         return
     finally:
         Path(local).unlink(missing_ok=True)
-    current = state.wizard["experiment_cfg"]
+    current = state.draft.cfg
     # The dataset's files stay those of the chosen dataset.
     imported.dataset.train_dataframe = current.dataset.train_dataframe
     imported.dataset.validation_dataframe = current.dataset.validation_dataframe
-    state.wizard["experiment_cfg"] = imported
+    state.draft.cfg = imported
     note = "Imported the YAML." + (f" {'; '.join(warnings)}" if warnings else "")
     _experiment_form(q, layout.message(note, "info"))
 
@@ -276,57 +264,39 @@ async def _run(q: Q, proceed_on_warnings: bool) -> None:
     """Check the experiment (or every combination of a grid search) like a YAML run, then
     submit them all: the runner queues them."""
     state = client_state(q)
-    cfg = state.wizard["experiment_cfg"]
+    draft = state.draft
+    runner = app_runner()
     try:
         _read_form(q)
-        experiment_dir(cfg.experiment_name)  # the (base) name must be a valid name already
-        grid = state.wizard.get("grid")
-        configs = [cfg] if grid is None else expand_grid(cfg, parse_grid(cfg, grid))
-        folders = []
-        for one in configs:
-            folder = experiment_dir(one.experiment_name)
-            if state.store.get_experiment_by_name(one.experiment_name) or folder.exists():
-                raise ConfigError(f"experiment_name: {one.experiment_name!r} is taken")
-            one.output_directory = str(folder)
-            folders.append(folder)
-        result = check_combinations(configs, gpu_count=app_runner().gpu_count)
-        if result.errors:
-            raise ConfigError("; ".join(result.errors))
+        # In a worker thread: the store, the folders, and nvidia-smi the first time.
+        checked = await q.run(
+            lambda: experiments_service.plan(state.store, draft.cfg, draft.grid, runner.gpu_count)
+        )
     except (ConfigError, StoreError) as exc:
         _experiment_form(q, error=str(exc))
         return
-    if result.warnings and not proceed_on_warnings:
-        _experiment_form(q, warnings=result.warnings)
+    if checked.warnings and not proceed_on_warnings:
+        _experiment_form(q, warnings=checked.warnings)
         return
-    for one, folder in zip(configs, folders):
-        await _submit(q, one, folder)
+    env = await q.run(_child_env, state)
+    try:
+        await q.run(experiments_service.submit, runner, state.store, checked, draft.dataset_id, env)
+    except (RunnerError, StoreError, OSError) as exc:
+        await experiments_page(q, layout.message(str(exc), "error"))
+        return
     q.args["#"] = "experiments"
-    if grid is None:
+    if not checked.grid_search:
         await experiments_page(q)
         return
-    count = len(configs)
-    note = f"Started a grid search of {count} experiment{'s' if count != 1 else ''}."
     # The nav's move to #experiments makes the browser send that hash right after: keep the note.
-    q.client.experiments_note = (note, time.monotonic())
-    await experiments_page(q, layout.message(note, "success"))
+    q.client.experiments_note = (checked.summary, time.monotonic())
+    await experiments_page(q, layout.message(checked.summary, "success"))
 
 
-async def _submit(q: Q, cfg, folder: Path) -> None:
-    """Save the config into its folder, add the experiment to the store and hand it to the runner."""
-    state = client_state(q)
-    save_config(cfg, folder / "cfg.yaml")
-    record = state.store.add_experiment(
-        ExperimentRecord(
-            name=cfg.experiment_name,
-            dataset_id=state.wizard["dataset_id"],
-            path=str(folder),
-            problem_type=cfg.problem_type,
-            config_file=str(folder / "cfg.yaml"),
-        )
-    )
-    handler = secrets.current_handler(state.store)
-    env = secrets.load(handler, state.session_secrets)
+def _child_env(state) -> dict[str, str]:
+    """The secrets (and OpenAI base) the training process gets through its environment."""
+    env = secrets.load(secrets.current_handler(state.store), state.session_secrets)
     base = state.store.get_setting("openai_api_base", "")
     if base:
         env["OPENAI_API_BASE"] = base
-    await q.run(app_runner().submit, record, list(cfg.environment.gpus), env)
+    return env

@@ -45,10 +45,12 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
         return
     q.client.experiment_id = experiment_id
     q.client.experiment_tab = tab
+    app_runner()  # created on the loop, once: worker threads only use it
+    title, tab_cards = await q.run(_tab_content, record, tab)  # reads the experiment's folder
     cards = {
         "experiment": ui.form_card(
             box="main",
-            title=_title(record),
+            title=title,
             items=[
                 ui.tabs(
                     name="experiment_tab",
@@ -65,14 +67,24 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
             ],
         )
     }
-    cards.update(TAB_CARDS[tab](record))
+    cards.update(tab_cards)
     layout.show(q, cards)
     if tab in TAB_OPENED:
         TAB_OPENED[tab](q)
     q.client.page_key = f"experiment/{experiment_id}/{tab}"
     if tab in LIVE_TABS:
-        q.client.experiment_seen = _folder_state(record)
-        keep_fresh(q, q.client.page_key, lambda: _refresh_tab(q, record, tab))
+        q.client.experiment_seen = await q.run(_folder_state, record)
+        keep_fresh(
+            q,
+            q.client.page_key,
+            lambda: _read_tab(record, tab, q.client.experiment_seen),
+            lambda fresh: _show_tab(q, fresh),
+        )
+
+
+def _tab_content(record, tab: str) -> tuple[str, dict]:
+    """The header's title and the tab's cards (blocking: reads the experiment's files)."""
+    return _title(record), TAB_CARDS[tab](record)
 
 
 def _title(record) -> str:
@@ -92,16 +104,23 @@ def _folder_state(record) -> tuple:
     return app_runner().state(record), *sizes
 
 
-def _refresh_tab(q: Q, record, tab: str) -> None:
-    """Follow the run: the header's state and the tab's cards, those it no longer has removed
-    (e.g. "No chart points yet." once the charts come), nothing sent while nothing changed."""
+def _read_tab(record, tab: str, seen_before: tuple) -> tuple | None:
+    """Follow the run (in a worker thread): (folder state, title, tab cards), or None while
+    nothing changed, so nothing is sent."""
     seen = _folder_state(record)
     ticking = tab == "summary" and seen[0] == "running"  # its run time goes on
-    if seen == q.client.experiment_seen and not ticking:
+    if seen == seen_before and not ticking:
+        return None
+    return (seen, *_tab_content(record, tab))
+
+
+def _show_tab(q: Q, fresh: tuple | None) -> None:
+    """The header's state and the tab's cards, those it no longer has removed (e.g. "No chart
+    points yet." once the charts come)."""
+    if fresh is None:
         return
-    q.client.experiment_seen = seen
-    q.page["experiment"].title = _title(record)
-    layout.update(q, TAB_CARDS[tab](record), keep=("experiment",))
+    q.client.experiment_seen, q.page["experiment"].title, cards = fresh
+    layout.update(q, cards, keep=("experiment",))
 
 
 @on("experiment_tab")
@@ -258,21 +277,22 @@ async def rename_cancel(q: Q) -> None:
 
 @on("rename_confirm")
 async def rename_confirm(q: Q) -> None:
-    from llm_studio.runner import RunnerError
+    from llm_studio.runner import RunnerError, experiments_service
 
     q.page["meta"].dialog = None
-    record = client_state(q).store.get_experiment(q.client.rename_experiment_id)
+    new_name = q.args.new_experiment_name or ""
     try:
-        await q.run(app_runner().rename, record.id, q.args.new_experiment_name or "")
+        renamed = await q.run(
+            experiments_service.rename, app_runner(), q.client.rename_experiment_id, new_name
+        )
     except (RunnerError, StoreError, OSError) as exc:
         await experiments_page(q, layout.message(str(exc), "error"))
         return
-    experiments.SUMMARIES.forget(record.path)
+    experiments.SUMMARIES.forget(renamed.before.path)
     if q.client.rename_from_list:
-        renamed = client_state(q).store.get_experiment(record.id)
-        await experiments_page(q, layout.message(f"Renamed to {renamed.name}.", "success"))
+        await experiments_page(q, layout.message(f"Renamed to {renamed.after.name}.", "success"))
     else:
-        await experiment_page(q, record.id)
+        await experiment_page(q, renamed.after.id)
 
 
 @on("row_rename_experiment")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from h2o_wave import Q, on, ui
 
@@ -17,6 +19,7 @@ from llm_studio.ui import layout, safe_text
 from llm_studio.ui.state import app_runner, client_state
 
 REFRESH_SECONDS = 2.0
+T = TypeVar("T")
 
 SUMMARIES = SummaryCache()
 _METRICS: dict[str, str] = {}  # config file -> metric; a launched experiment's config is fixed
@@ -84,8 +87,7 @@ def _column(name: str, label: str, width: int, **kwargs) -> ui.TableColumn:
                            max_width=f"{width}px", **kwargs)  # fmt: skip
 
 
-def _experiment_table(q: Q) -> ui.Component:
-    store = client_state(q).store
+def _experiment_table(rows: list[ui.TableRow]) -> ui.Component:
     # Fixed widths that together fit next to the nav at 1600 px (Wave's default is 150 px a
     # column and Fluent widens them further, pushing ETA and Start time off-screen).
     columns = [
@@ -102,7 +104,6 @@ def _experiment_table(q: Q) -> ui.Component:
         _column("eta", "ETA", 70),
         _column("started", "Start time", 120),
     ]  # fmt: skip
-    rows = experiment_rows(store)
     # Checkboxes always shown: the guide's Stop and Delete start from selecting rows.
     return ui.table(name="experiments_table", columns=columns, rows=rows, multiple=True,
                     checkbox_visibility="always", height="520px")  # fmt: skip
@@ -118,6 +119,8 @@ async def experiments_route(q: Q) -> None:
 
 
 async def experiments_page(q: Q, note: ui.Component | None = None) -> None:
+    app_runner()  # created here, on the loop, once: worker threads only use it
+    rows = await q.run(experiment_rows, client_state(q).store)  # reads every experiment folder
     actions: list = [note] if note else []
     actions.append(
         ui.buttons(
@@ -136,30 +139,43 @@ async def experiments_page(q: Q, note: ui.Component | None = None) -> None:
                 box="main", title="View experiments", items=actions
             ),
             # The table alone in its card: the refresh replaces its rows, keeping the selection.
-            "experiments": ui.form_card(box="main", items=[_experiment_table(q)]),
+            "experiments": ui.form_card(box="main", items=[_experiment_table(rows)]),
         },
     )
     q.client.page_key = "experiments"
-    keep_fresh(q, "experiments", lambda: _refresh_list(q))
+    store = client_state(q).store
+    keep_fresh(q, "experiments", lambda: experiment_rows(store), lambda rows: _show_rows(q, rows))
 
 
-def _refresh_list(q: Q) -> None:
-    q.page["experiments"].items[0].table.rows = _experiment_table(q).table.rows
+def _show_rows(q: Q, rows: list[ui.TableRow]) -> None:
+    q.page["experiments"].items[0].table.rows = rows
 
 
-def keep_fresh(q: Q, page_key: str, refresh) -> None:
-    """A per-client task that re-renders the live part of a page every ~2 s while it is shown."""
+def _poll_then_read(read: Callable[[], T]) -> T:
+    app_runner().poll()  # notices ended runs and starts queued ones before the page reads them
+    return read()
+
+
+def keep_fresh(q: Q, page_key: str, read: Callable[[], T], show: Callable[[T], None]) -> None:
+    """A per-client task that re-renders the live part of a page every ~2 s while it is shown.
+
+    `read` does the blocking part (the runner's poll, experiment folders, the store) in a worker
+    thread, so other clients' events go on meanwhile; `show(result)` then puts the result on the
+    page, on the event loop, unless the user has left the page in between."""
     task = q.client.refresh_task
     if task is not None and not task.done():
         task.cancel()
+    app_runner()  # created on the loop, once: the worker threads only use it
 
     async def loop() -> None:
         while q.client.page_key == page_key:
             await asyncio.sleep(REFRESH_SECONDS)
             if q.client.page_key != page_key:
                 break
-            app_runner().poll()
-            refresh()
+            fresh = await q.run(_poll_then_read, read)
+            if q.client.page_key != page_key:
+                break
+            show(fresh)
             await q.page.save()
 
     q.client.refresh_task = asyncio.ensure_future(loop())
