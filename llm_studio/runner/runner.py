@@ -54,7 +54,9 @@ log = logging.getLogger("llm_studio")
 
 DIED = "the training process died (killed or crashed)"
 PROCESS_LOG = "process.log"
-DEFAULT_STOP_GRACE_S = 10.0
+# A stopped run finishes its step, saves its resume state (and checkpoint) and exits within
+# this; then SIGKILL ends what is left, so a stop reads "stopped" within 10 s either way.
+DEFAULT_STOP_GRACE_S = 8.0
 ACTIVE = ("queued", "running")
 TERMINAL = ("finished", "failed", "stopped")
 
