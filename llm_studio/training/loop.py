@@ -144,6 +144,8 @@ def _run(
 
     # --- model ---
     backbone = task.load()
+    if ddp.is_main and backbone.weights is not None:  # the truth for the model card
+        folder.write_json(folder.weights_file, backbone.weights.to_dict())
     model = backbone.model  # validation and saving use the model itself; training steps `trained`
     remove_noise = add_neftune_noise(model, cfg.augmentation.neftune_noise_alpha)
     cleanup.callback(remove_noise)
