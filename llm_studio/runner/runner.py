@@ -309,7 +309,8 @@ class Runner:
 
     def stop(self, experiment_id: int) -> None:
         """Stop a run: SIGTERM to its whole process group (train.py then stops cleanly after the
-        current step), SIGKILL to what is left after `stop_grace_s`. A queued experiment just
+        current step; its DataLoader workers ignore it and are shut down by train.py), SIGKILL
+        to what is left after `stop_grace_s`. A queued experiment just
         leaves the queue. Either way it ends as "stopped". Nothing happens to a finished one."""
         with self._lock:
             for waiting in self._queue:
