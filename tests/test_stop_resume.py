@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-import yaml
 from conftest import REPO, tiny_config, write_yaml
 from safetensors.torch import load_file
 
@@ -121,48 +120,3 @@ def test_a_live_run_reads_as_running(tmp_path):
     assert folder.current_status().state == "running"
     # Same PID, other start time: a reused PID is not our run.
     assert not process_alive(me.pid, me.create_time() - 100)
-
-
-def test_ctrl_c_to_the_terminals_group_stops_cleanly_with_the_default_loader_workers(make_run):
-    """Ctrl-C signals the whole foreground group, loader workers included: they ignore it and
-    the trainer stops after its step (before, a worker died and the run failed)."""
-    import json
-    import signal
-    import time
-
-    import psutil
-
-    from llm_studio.config.sections import default_number_of_workers
-
-    cfg, folder = make_run("ctrl_c", epochs=100)
-    data = yaml.safe_load(cfg.read_text())
-    del data["environment"]["number_of_workers"]  # the default a user gets
-    cfg.write_text(yaml.safe_dump(data))
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), "-Y", str(cfg)],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # a group of its own, as a terminal's foreground job
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while True:
-            status = folder.read_status()
-            trainer = psutil.Process(process.pid)
-            workers = [c for c in trainer.children() if c.cmdline() == trainer.cmdline()]
-            if status and status.step >= 1 and len(workers) == default_number_of_workers():
-                break
-            assert process.poll() is None and time.monotonic() < deadline, status
-            time.sleep(0.2)
-        os.killpg(process.pid, signal.SIGINT)
-        assert process.wait(timeout=60) == 130, "train.py's exit code for a stopped run"
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    status = folder.read_status()
-    assert status.state == "stopped", status
-    assert "Received SIGINT" in folder.logs.read_text()
-    position = json.loads((folder.resume_dir / "position.json").read_text())
-    assert position["step"] == status.step
-    assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
