@@ -1,8 +1,6 @@
 """Fine-tune a model from a YAML config: python train.py -Y cfg.yaml [--section.key value ...]"""
 
-import sys
-
-from llm_studio.training.cli import main
+from llm_studio.training.cli import exit_now, main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -544,3 +544,34 @@ def test_classification_checks_reach_the_pre_launch_check():
     ]
     cfg.training.loss_function = "BinaryCrossEntropy"
     assert check_config(cfg, gpu_count=0).errors == []
+
+
+def test_number_of_workers_defaults_from_the_cpu_cores_and_a_bigger_machines_cfg_loads(
+    tmp_path, monkeypatch
+):
+    """Issue 11: 4 loader workers on a 2-core machine. The default is half the cores (1 to 8),
+    found once in the declaration; YAML, form and docs take it from there."""
+    import os
+
+    from llm_studio.config.yaml_io import to_dict
+
+    def machine(cores: int) -> None:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cores)))
+
+    for cores, workers in ((1, 1), (2, 1), (4, 2), (16, 8), (64, 8)):
+        machine(cores)
+        assert CausalLMConfig().environment.number_of_workers == workers, cores
+    machine(32)
+    big = CausalLMConfig()
+    assert to_dict(big)["environment"]["number_of_workers"] == 8  # what cfg.yaml and the form get
+    save_config(big, tmp_path / "cfg.yaml")
+
+    machine(2)
+    cfg, warnings = load_config(tmp_path / "cfg.yaml")  # saved on 32 cores, loaded on 2
+    assert warnings == [] and cfg.environment.number_of_workers == 8, "the saved value is kept"
+    data = yaml.safe_load((tmp_path / "cfg.yaml").read_text())
+    del data["environment"]["number_of_workers"]
+    cfg, _ = load_config(write_yaml(tmp_path / "without.yaml", data))
+    assert cfg.environment.number_of_workers == 1, "a cfg.yaml without the key: this machine's"
+    doc = (REPO / "docs" / "settings.md").read_text()
+    assert "| `environment.number_of_workers` | half the CPU cores, 1 to 8 |" in doc

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 
 import pandas as pd
 import pytest
@@ -21,6 +22,7 @@ from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.prompt_format import Conversation, PromptFormat
 from llm_studio.data.splitting import split_and_sample
 from llm_studio.data.tokenization import encode_for_training
+from llm_studio.export.model_card import build_model_card
 from llm_studio.models.backbone import load_backbone, load_tokenizer, prepare_for_training
 
 CPU = torch.device("cpu")
@@ -63,7 +65,7 @@ def chain_frame(n_chains: int = 30, answer: str = "answer") -> pd.DataFrame:
 
 @pytest.mark.parametrize("dtype", ["int8", "int4"])
 def test_quantized_backbone_trains_lora_and_saves_a_plain_float_model(
-    tmp_path, tiny_model_dir, pattern_csv, dtype
+    tmp_path, tiny_model_dir, pattern_csv, dtype, caplog
 ):
     import bitsandbytes as bnb
 
@@ -79,10 +81,25 @@ def test_quantized_backbone_trains_lora_and_saves_a_plain_float_model(
     trainable = [n for n, p in model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable), trainable
 
+    caplog.set_level(logging.INFO)
     folder = train(
         tmp_path, tiny_model_dir, pattern_csv, prediction={"max_length_inference": 2}, **sections
     )
     assert folder.read_status().state == "finished"
+
+    # The log and the model card say what was loaded (issue 11: they said float32 and int4).
+    linear = sum(isinstance(m, torch.nn.Linear) for m in load_backbone(cfg, CPU).model.modules())
+    how = "bitsandbytes nf4" if dtype == "int4" else "bitsandbytes"
+    truth = (
+        f"{dtype} ({how}): {len(quantized)} of {linear} linear layers quantized "
+        f"({len(quantized)} bitsandbytes {quantized_type.__name__}, {linear - len(quantized)} "
+        "torch Linear; weights stored "
+    )
+    assert any(r.getMessage().startswith(f"Backbone weights: {truth}") for r in caplog.records)
+    card = build_model_card(folder.path)
+    assert f"- **Backbone weights in training**: {truth}" in card
+    stored = {"int4": "uint8", "int8": "int8"}[dtype]
+    assert f"{len(quantized)} in {stored}), computing in float32\n" in card
     assert "quantization_config" not in json.loads(
         (folder.checkpoint_dir / "config.json").read_text()
     )
@@ -102,6 +119,24 @@ def test_quantized_backbone_trains_lora_and_saves_a_plain_float_model(
     prefix = "base_model.model.model.layers.0.self_attn.q_proj"
     delta = 4.0 * adapter[f"{prefix}.lora_B.weight"] @ adapter[f"{prefix}.lora_A.weight"]
     torch.testing.assert_close(merged[key], original[key] + delta, atol=1e-5, rtol=1e-5)
+
+
+def test_a_quantization_that_was_not_applied_is_said_so(tmp_path, tiny_model_dir, pattern_csv):
+    """A float model reported against an int4 request (as a loader that ignored it would give):
+    the report says int4 was not applied; a card without weights.json claims nothing."""
+    from llm_studio.models.backbone import weights_report
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    report = weights_report(model, "int4", torch.float32)
+    assert report.applied == "float32" and report.quantized_layers == 0
+    assert report.summary() == (
+        "float32 (all 15 linear layers unquantized); int4 was asked for but not applied"
+    )
+    folder = train(tmp_path, tiny_model_dir, pattern_csv, training={"epochs": 0})
+    assert json.loads(folder.weights_file.read_text())["applied"] == "float32"
+    folder.weights_file.unlink()  # an experiment from before weights.json was written
+    card = build_model_card(folder.path)
+    assert "- **Backbone weights in training**: float32 asked for; what was loaded is not " in card
 
 
 # --- pretrained_weights -------------------------------------------------------------------------

@@ -32,7 +32,9 @@ def _shown_if(spec) -> str:
     return "; ".join(parts)
 
 
-def _default(data: dict, key: str) -> str:
+def _default(data: dict, key: str, spec) -> str:
+    if spec is not None and spec.default_text:
+        return spec.default_text  # machine-dependent: how it is found, not this machine's value
     value = data
     for part in key.split("."):
         value = value[part]
@@ -64,7 +66,7 @@ def settings_markdown(coverage: dict[str, str]) -> str:
             test = coverage.get(key, "")
             cells = [
                 f"`{key}`",
-                _default(defaults, key),
+                _default(defaults, key, spec),
                 _allowed(spec),
                 _shown_if(spec),
                 tip,

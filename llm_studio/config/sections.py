@@ -5,10 +5,11 @@ Problem types (see `problem_types.py`) subclass these sections to narrow choices
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Optional
 
-from llm_studio.config.settings import setting
+from llm_studio.config.settings import MachineDefault, setting
 
 OPTIMIZERS = ("Adadelta", "Adam", "AdamW", "AdamW8bit", "RMSprop", "SGD")
 SCHEDULES = ("Constant", "Cosine", "Linear")
@@ -278,6 +279,20 @@ def data_parallel_engine(environment) -> str:
     return "fsdp" if environment.use_fsdp else environment.data_parallel_engine
 
 
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (its affinity, e.g. a container's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_number_of_workers() -> int:
+    """Half the cores, 1 to 8: the other half computes; one worker keeps loading out of the
+    training process even on one core, and past 8 a text batch gains nothing."""
+    return max(1, min(8, cpu_cores() // 2))
+
+
 @dataclass
 class EnvironmentSection:
     gpus: list[str] = setting([], tip="GPU ids to train on; empty trains on the CPU.")
@@ -319,7 +334,11 @@ class EnvironmentSection:
         True, tip="Allow model code shipped with the backbone; check it first."
     )
     huggingface_branch: str = setting("main", tip="Revision (branch, tag or commit) to load.")
-    number_of_workers: int = setting(4, range=(0, 64), tip="DataLoader worker processes.")
+    number_of_workers: int = setting(
+        MachineDefault(default_number_of_workers, "half the CPU cores, 1 to 8"),
+        range=(0, 64),
+        tip="DataLoader worker processes (per training process); 0 loads in the trainer itself.",
+    )
     seed: int = setting(-1, range=(-1, 2**31 - 1), tip="Random seed; -1 draws a new one.")
 
 

@@ -32,6 +32,17 @@ class SettingSpec:
     shown_if: dict[str, tuple[Any, ...]] = dataclasses.field(default_factory=dict)
     # Choices may also be typed freely (combobox) instead of picked from a closed list.
     free_text: bool = False
+    # How a machine-dependent default is found (docs/settings.md shows this, not one value).
+    default_text: str = ""
+
+
+@dataclass(frozen=True)
+class MachineDefault:
+    """A default that depends on the machine: `compute()` gives this machine's value when a
+    config is built; `describe` says how, for docs/settings.md."""
+
+    compute: Callable[[], Any]
+    describe: str
 
 
 def setting(
@@ -48,7 +59,8 @@ def setting(
     shown_if: dict[str, Any] | None = None,
     free_text: bool = False,
 ) -> Any:
-    """Declare one setting. Mutable defaults (lists) are copied per instance."""
+    """Declare one setting. Mutable defaults (lists) are copied per instance; a MachineDefault
+    is computed per instance."""
     spec = SettingSpec(
         tip=tip,
         label=label,
@@ -60,7 +72,10 @@ def setting(
         optional=optional,
         shown_if={k: v if isinstance(v, tuple) else (v,) for k, v in (shown_if or {}).items()},
         free_text=free_text,
+        default_text=default.describe if isinstance(default, MachineDefault) else "",
     )
+    if isinstance(default, MachineDefault):
+        return field(default_factory=default.compute, metadata={"setting": spec})
     if isinstance(default, list):
         return field(default_factory=lambda d=default: list(d), metadata={"setting": spec})
     return field(default=default, metadata={"setting": spec})

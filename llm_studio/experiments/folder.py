@@ -84,6 +84,10 @@ class ExperimentFolder:
         return self.path / "adapter_model"
 
     @property
+    def weights_file(self) -> Path:
+        return self.path / "weights.json"
+
+    @property
     def resume_dir(self) -> Path:
         return self.path / "resume"
 

@@ -19,6 +19,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.yaml_io import load_config
 from llm_studio.data.prompt_format import Conversation, PromptFormat
 from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.models.weights import WeightsReport
 
 CAUSAL = ("text_causal_language_modeling", "text_dpo_modeling")
 SEQ2SEQ = "text_sequence_to_sequence_modeling"
@@ -52,7 +53,7 @@ def build_model_card(
         f"# {cfg.experiment_name}\n",
         _intro(cfg, label, adapter),
         _data_section(cfg),
-        _training_section(cfg),
+        _training_section(cfg, exp),
         _validation_section(cfg, exp),
         _prompt_section(cfg, eos),
         _usage_section(cfg, name, adapter),
@@ -126,7 +127,7 @@ def _data_section(cfg) -> str:
     return "## Training data\n\n" + _bullets(rows)
 
 
-def _training_section(cfg) -> str:
+def _training_section(cfg, exp: ExperimentFolder) -> str:
     tr = cfg.training
     rows = [
         ("Epochs", str(tr.epochs)),
@@ -154,7 +155,7 @@ def _training_section(cfg) -> str:
     else:
         rows.append(("Adapters", "none (all weights trained)"))
     rows += [
-        ("Backbone dtype in training", cfg.architecture.backbone_dtype),
+        ("Backbone weights in training", _weights(cfg, exp)),
         ("Max length (tokens)", str(cfg.tokenizer.max_length)),
         ("Checkpoint kept", tr.save_checkpoint),
         ("Seed", str(cfg.environment.seed)),
@@ -168,6 +169,15 @@ def _training_section(cfg) -> str:
         + "\nEvery setting is in `cfg.yaml`, next to this card; LLM Studio can load it to train "
         "again.\n"
     )
+
+
+def _weights(cfg, exp: ExperimentFolder) -> str:
+    """What training measured on the loaded model (weights.json), not what the setting asked."""
+    try:
+        report = WeightsReport.from_dict(json.loads(exp.weights_file.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return f"{cfg.architecture.backbone_dtype} asked for; what was loaded is not recorded"
+    return report.summary()
 
 
 def _validation_section(cfg, exp: ExperimentFolder) -> str:

@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from llm_studio.config.settings import ConfigError
 from llm_studio.models.offline_backbone import resolve_backbone
+from llm_studio.models.weights import WeightsReport
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class LoadedBackbone:
     model: torch.nn.Module
     tokenizer: object
     compute_dtype: torch.dtype
+    weights: WeightsReport | None = None  # what was loaded, measured on the model
 
 
 def compute_dtype_for(cfg, device: torch.device) -> torch.dtype:
@@ -129,8 +131,28 @@ def load_backbone(cfg, device: torch.device) -> LoadedBackbone:
     tokenizer = load_tokenizer(cfg)
     attn = attention_implementation(cfg, device)
     model = build_model(cfg, dtype, attn, len(tokenizer), quantize=True, device=device)
-    log.info("Loaded %s (%s, attention: %s)", model_source(cfg), dtype, attn)
-    return LoadedBackbone(model=model, tokenizer=tokenizer, compute_dtype=dtype)
+    weights = weights_report(model, cfg.architecture.backbone_dtype, dtype)
+    log.info("Loaded %s (attention: %s)", model_source(cfg), attn)
+    log.info("Backbone weights: %s", weights.summary())
+    return LoadedBackbone(model=model, tokenizer=tokenizer, compute_dtype=dtype, weights=weights)
+
+
+def weights_report(model: torch.nn.Module, requested: str, dtype: torch.dtype) -> WeightsReport:
+    """The linear layers as loaded: which are bitsandbytes-quantized, and how they are stored."""
+    report = WeightsReport(requested=requested, compute_dtype=str(dtype).removeprefix("torch."))
+    for module in model.modules():
+        if not isinstance(module, torch.nn.Linear):
+            continue
+        kind = type(module)
+        library = kind.__module__.split(".")[0]
+        name = f"{library} {kind.__name__}"
+        report.linear_layers[name] = report.linear_layers.get(name, 0) + 1
+        stored = str(module.weight.dtype).removeprefix("torch.")
+        report.storage[stored] = report.storage.get(stored, 0) + 1
+        if library == "bitsandbytes":
+            report.quantized_layers += 1
+            report.quant_type = getattr(module.weight, "quant_type", None) or report.quant_type
+    return report
 
 
 def build_model(

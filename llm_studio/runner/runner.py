@@ -55,7 +55,9 @@ log = logging.getLogger("llm_studio")
 
 DIED = "the training process died (killed or crashed)"
 PROCESS_LOG = "process.log"
-DEFAULT_STOP_GRACE_S = 10.0
+# A stopped run finishes its step, saves its resume state (and checkpoint) and exits within
+# this; then SIGKILL ends what is left, so a stop reads "stopped" within 10 s either way.
+DEFAULT_STOP_GRACE_S = 8.0
 ACTIVE = ("queued", "running")
 TERMINAL = ("finished", "failed", "stopped")
 
@@ -309,7 +311,8 @@ class Runner:
 
     def stop(self, experiment_id: int) -> None:
         """Stop a run: SIGTERM to its whole process group (train.py then stops cleanly after the
-        current step), SIGKILL to what is left after `stop_grace_s`. A queued experiment just
+        current step; its DataLoader workers ignore it and are shut down by train.py), SIGKILL
+        to what is left after `stop_grace_s`. A queued experiment just
         leaves the queue. Either way it ends as "stopped". Nothing happens to a finished one."""
         with self._lock:
             for waiting in self._queue:

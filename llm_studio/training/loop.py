@@ -31,6 +31,7 @@ from llm_studio.metrics.text import resolve_metric
 from llm_studio.models.backbone import count_parameters
 from llm_studio.models.neftune import add_neftune_noise
 from llm_studio.training.distributed import Distributed
+from llm_studio.training.loader_workers import ignore_stop_signals
 from llm_studio.training.loggers import NoneLogger, build_logger
 from llm_studio.training.optimizers import build_optimizer, build_scheduler
 from llm_studio.training.preprocessing import data_cache, drop_data_cache, once, read_data_once
@@ -143,6 +144,8 @@ def _run(
 
     # --- model ---
     backbone = task.load()
+    if ddp.is_main and backbone.weights is not None:  # the truth for the model card
+        folder.write_json(folder.weights_file, backbone.weights.to_dict())
     model = backbone.model  # validation and saving use the model itself; training steps `trained`
     remove_noise = add_neftune_noise(model, cfg.augmentation.neftune_noise_alpha)
     cleanup.callback(remove_noise)
@@ -329,6 +332,7 @@ def build_train_loader(samples, cfg, collate, world_size: int = 1) -> DataLoader
         drop_last=drop_last,
         collate_fn=collate,
         num_workers=cfg.environment.number_of_workers,
+        worker_init_fn=ignore_stop_signals,  # a stop is the trainer's to carry out, not theirs
         generator=torch.Generator().manual_seed(cfg.environment.seed),
     )
     if len(loader) == 0:
