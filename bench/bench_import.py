@@ -36,7 +36,8 @@ def main() -> None:
         write_csv(csv)
         import pandas as pd
 
-        from llm_studio.store.imports import ImportService, InMemoryRecords
+        from llm_studio.store.import_types import InMemoryRecords
+        from llm_studio.store.imports import ImportService
 
         start = time.perf_counter()
         shutil.copy(csv, Path(tmp) / "copy.csv")

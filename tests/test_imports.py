@@ -21,17 +21,16 @@ from llm_studio.data.prompt_format import PromptFormat
 from llm_studio.data.readers import DataError
 from llm_studio.models.offline_backbone import DEFAULT_BACKBONE, local_copy
 from llm_studio.store import Store
-from llm_studio.store.imports import (
+from llm_studio.store.archives import ImportLimits
+from llm_studio.store.columns import suggest_columns, suggest_dataframes
+from llm_studio.store.import_types import (
     STAGING_MAX_AGE_S,
     DatasetImportError,
-    ImportLimits,
-    ImportService,
     InMemoryRecords,
     StagedImport,
-    suggest_columns,
-    suggest_dataframes,
     validate_dataset_name,
 )
+from llm_studio.store.imports import ImportService
 from llm_studio.store.recovery import recover
 
 ROWS = pd.DataFrame(

@@ -104,6 +104,7 @@ def test_store_imports_nothing_heavy():
         "llm_studio.paths",
         "llm_studio.store",
         "llm_studio.store.db",
+        "llm_studio.store.names",
     ]
 
 

@@ -18,13 +18,17 @@ import re
 from pathlib import Path
 
 from llm_studio.export.package import ExportError, Progress, model_entries, require_checkpoint
+from llm_studio.store.names import name_problem
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 COMMIT_MESSAGE = "Upload model trained with LLM Studio"
-# The Hub's rule for user, organization and repo names.
-_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?$")
+# What the Hub asks of user, organization and repo names on top of the store's name rule
+# (`llm_studio.store.names`): no spaces, a letter or digit first, no '-' or '.' last, no '--',
+# at most 96 characters.
+_HUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
+HUB_MAX_NAME_LENGTH = 96
 
 
 class HubError(ExportError):
@@ -37,13 +41,15 @@ def hub_endpoint() -> str:
 
 
 def check_name(name: str, what: str) -> str:
-    name = (name or "").strip()
-    if not name:
-        raise HubError(f"the {what} is empty")
-    if len(name) > 96 or not _NAME.match(name) or "--" in name or ".." in name:
+    """`name` if it passes the store's name rule and the Hub's additions to it."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise HubError(f"{what} {problem}")
+    if len(name) > HUB_MAX_NAME_LENGTH or not _HUB_NAME.fullmatch(name) or "--" in name:
         raise HubError(
             f"{what} {name!r} is not valid on the Hub: use letters, digits, '-', '_' and '.', "
-            "at most 96, starting with a letter or digit"
+            f"at most {HUB_MAX_NAME_LENGTH}, starting with a letter or digit, without spaces "
+            "or '--'"
         )
     return name
 
@@ -65,11 +71,11 @@ def push_to_hub(
     token = (token or "").strip()
     if not token:
         raise HubError("a Hugging Face token with write access is needed (HF_TOKEN or -t)")
-    repo_name = (repo_name or "").strip()
-    if "/" in repo_name and not (account or "").strip():
-        account, repo_name = repo_name.split("/", 1)
+    repo_name, account = (repo_name or "").strip(), (account or "").strip()
+    if "/" in repo_name and not account:
+        account, repo_name = (part.strip() for part in repo_name.split("/", 1))
     name = check_name(repo_name, "model name")
-    account = check_name(account, "account name") if (account or "").strip() else None
+    account = check_name(account, "account name") if account else None
     require_checkpoint(folder)  # say "no model" before talking to the Hub
 
     from huggingface_hub import CommitOperationAdd, HfApi, constants

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -33,10 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from llm_studio import paths
+from llm_studio.store.names import name_problem
 
 BUSY_TIMEOUT_MS = 30_000
-MAX_NAME_LENGTH = 100
-_NAME_RE = re.compile(r"[A-Za-z0-9 _.\-]+")
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -114,31 +112,12 @@ _FLOAT_FIELDS = {"created_at", "process_start_time"}
 
 
 def check_name(name: object, kind: str = "name") -> str:
-    """Return `name` if it is one safe path segment, else raise InvalidNameError.
-
-    Allowed: 1-100 ASCII letters, digits, spaces, '-', '_' and '.'; not starting with '.' (so
-    not '.', '..' or hidden) and not starting or ending with a space.
-    """
-    label = kind[:1].upper() + kind[1:]
-    if not isinstance(name, str) or not name:
-        raise InvalidNameError(f"{label} must not be empty.")
-    if len(name) > MAX_NAME_LENGTH:
-        raise InvalidNameError(
-            f"{label} {name[:40]!r}... is too long ({len(name)} characters, at most {MAX_NAME_LENGTH})."
-        )
-    if "/" in name or "\\" in name:
-        raise InvalidNameError(
-            f"{label} {name!r} must be a single folder name, without '/' or '\\'."
-        )
-    if name.startswith("."):
-        raise InvalidNameError(f"{label} {name!r} must not start with '.'.")
-    if name != name.strip():
-        raise InvalidNameError(f"{label} {name!r} must not start or end with a space.")
-    if not _NAME_RE.fullmatch(name):
-        raise InvalidNameError(
-            f"{label} {name!r} may only contain letters, digits, spaces, '-', '_' and '.'."
-        )
-    return name
+    """Return `name` if it is one safe path segment (`llm_studio.store.names`), else raise
+    InvalidNameError saying why."""
+    problem = name_problem(name)
+    if problem is not None:
+        raise InvalidNameError(f"{kind[:1].upper() + kind[1:]} {problem}.")
+    return name  # type: ignore[return-value]  # name_problem checked it is a str
 
 
 def _child(root: Path, name: str, kind: str) -> Path:

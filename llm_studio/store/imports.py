@@ -20,475 +20,48 @@ Staged imports never outlive their use: a failed stage or inspect removes its fo
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import errno
-import json
 import os
-import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from types import SimpleNamespace
-from typing import Any, Iterable, Mapping, Protocol
+from typing import Any, Mapping
 
 import pandas as pd
 
 from llm_studio.atomic import write_text_atomic
-from llm_studio.config.problem_types import BaseConfig
-from llm_studio.config.settings import ConfigError, coerce, field_types, spec_of
+from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import config_class, save_config
 from llm_studio.connectors import get_connector
 from llm_studio.connectors.base import DATAFRAME_SUFFIXES, ByteBudget, unique_path
-from llm_studio.data.conversations import build_conversations, leaf_rows
-from llm_studio.data.labels import class_labels, regression_targets
-from llm_studio.data.prompt_format import Conversation, PromptFormat
-from llm_studio.data.quality import check_answers
 from llm_studio.data.readers import DataError, read_dataframe
-from llm_studio.models.offline_backbone import resolve_backbone
 from llm_studio.paths import workdir
 from llm_studio.store.archives import ImportLimits, extract_zip
-
-CONFIG_FILE = "cfg.yaml"
-PENDING_MARKER = ".record-pending"  # in a dataset folder whose record is being added or removed
-FALLBACK_EOS = "</s>"  # shown only when the backbone's tokenizer files are not on this machine
-PREVIEW_CHARS = 2_000  # per previewed text: a huge cell must not overflow the page
-STAGING_MAX_AGE_S = 6 * 3600  # a staged import unused this long is abandoned
-DEFAULT_PROBLEM_TYPE = "text_causal_language_modeling"
-CLASSIFICATION = "text_causal_classification_modeling"
-REGRESSION = "text_causal_regression_modeling"
-LABEL_TYPES = (CLASSIFICATION, REGRESSION)
-DPO = "text_dpo_modeling"
-
-# Set from the train/validation dataframe choice, not through `settings`.
-_DATAFRAME_KEYS = ("train_dataframe", "validation_dataframe", "validation_strategy")
-
-
-class DatasetImportError(DataError):
-    """An import, edit or merge that cannot go ahead; the message says why."""
-
-
-# --- records: what the store keeps, and how the service hands it over ---
-
-
-@dataclass(frozen=True)
-class ImportedDataset:
-    """A committed dataset, as the service hands it to the record store."""
-
-    name: str
-    problem_type: str
-    folder: Path
-    config_file: Path
-    train_dataframe: Path
-    train_rows: int
-    validation_dataframe: Path | None
-    validation_rows: int | None
-    labels: tuple[str, ...]  # the answer column(s): "Labels" in the dataset summary
-
-
-class DatasetRecords(Protocol):
-    """What the import service needs from the record store (see the module's wiring notes)."""
-
-    def name_taken(self, name: str) -> bool: ...
-
-    def save_record(self, record: ImportedDataset) -> None:
-        """Add a new dataset; raise to refuse it (the import is then rolled back)."""
-
-    def update_record(self, record: ImportedDataset) -> None:
-        """Replace an existing dataset's record after an edit."""
-
-
-class InMemoryRecords:
-    """A DatasetRecords kept in a dict: for tests and scripts."""
-
-    def __init__(self) -> None:
-        self.records: dict[str, ImportedDataset] = {}
-
-    def name_taken(self, name: str) -> bool:
-        return name in self.records
-
-    def save_record(self, record: ImportedDataset) -> None:
-        if record.name in self.records:
-            raise DatasetImportError(f"a dataset named {record.name!r} already exists")
-        self.records[record.name] = record
-
-    def update_record(self, record: ImportedDataset) -> None:
-        if record.name not in self.records:
-            raise DatasetImportError(f"no dataset named {record.name!r}")
-        self.records[record.name] = record
-
-
-# --- files ---
-
-
-@dataclass
-class DataFiles:
-    """A folder of dataframes, named by their posix paths relative to it."""
-
-    folder: Path
-    dataframes: list[str]
-
-    def path(self, name: str) -> Path:
-        if name not in self.dataframes:
-            raise DatasetImportError(
-                f"{name!r} is not one of the dataset's dataframes {self.dataframes}"
-            )
-        return self.folder / name
-
-
-@dataclass
-class StagedImport(DataFiles):
-    """Files fetched by a connector, waiting in `root` (under data/tmp) to be committed."""
-
-    root: Path = field(default=Path())
-    source: str = ""
-
-
-@dataclass(frozen=True)
-class DataframeInfo:
-    name: str
-    rows: int
-    columns: list[str]
-    error: str | None = None  # why the file cannot be used, naming it
-
-
-@dataclass(frozen=True)
-class PreviewSample:
-    """One sample as the model sees it: `prompt` is the rendered text up to the answer (system
-    text and earlier turns included), `answer` the target (the label(s) for classification and
-    regression). DPO adds `rejected_answer`, and `rejected_prompt` when the rejected answer
-    has a prompt of its own (`rejected_prompt_column`)."""
-
-    prompt: str
-    answer: str
-    rejected_answer: str | None = None
-    rejected_prompt: str | None = None
-
-    @property
-    def text(self) -> str:
-        return self.prompt + self.answer
-
-    def shortened(self, limit: int = PREVIEW_CHARS) -> PreviewSample:
-        """The sample with each text cut to `limit` characters (its start and end kept)."""
-        return PreviewSample(
-            *(shorten(t, limit) for t in (self.prompt, self.answer)),
-            *(None if t is None else shorten(t, limit) for t in (self.rejected_answer,
-                                                                  self.rejected_prompt)),
-        )  # fmt: skip
-
-
-def shorten(text: str, limit: int = PREVIEW_CHARS) -> str:
-    if len(text) <= limit:
-        return text
-    half = limit // 2
-    return f"{text[:half]} [... {len(text) - 2 * half} characters not shown ...] {text[-half:]}"
-
-
-@dataclass
-class ConfiguredDataset:
-    """A dataset section checked against its files. `cfg` holds the dataframes by their names
-    relative to `folder`; `config_for(folder)` gives the config with absolute paths."""
-
-    folder: Path
-    cfg: BaseConfig
-    train_dataframe: str
-    validation_dataframe: str | None
-    train_rows: int
-    validation_rows: int | None
-    preview: list[PreviewSample]  # texts cut to PREVIEW_CHARS
-    eos_token: str = FALLBACK_EOS  # the backbone's, as training will add it
-    warnings: list[str] = field(default_factory=list)  # rows with empty answers, ...
-
-    @property
-    def problem_type(self) -> str:
-        return self.cfg.problem_type
-
-    @property
-    def labels(self) -> tuple[str, ...]:
-        answer = self.cfg.dataset.answer_column
-        return (answer,) if isinstance(answer, str) else tuple(answer)
-
-    def config_for(self, folder: Path) -> BaseConfig:
-        cfg = copy.deepcopy(self.cfg)
-        cfg.dataset.train_dataframe = str(Path(folder) / self.train_dataframe)
-        if self.validation_dataframe:
-            cfg.dataset.validation_dataframe = str(Path(folder) / self.validation_dataframe)
-        return cfg
-
-
-# --- names ---
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9 _.-]{0,99}$")
-
-
-def validate_dataset_name(name: Any) -> str:
-    """A dataset name is one safe path segment: 1-100 ASCII letters, digits, spaces and
-    `_ - .`, starting with a letter, digit or `_`, without `..`, not ending in a dot or space."""
-    if not isinstance(name, str) or not name.strip():
-        raise DatasetImportError("dataset name: a name is required")
-    if not _NAME_RE.match(name) or ".." in name or name.endswith((".", " ")):
-        raise DatasetImportError(
-            f"dataset name: {name!r} is not allowed; use letters, digits, spaces, '_', '-' and "
-            "'.', starting with a letter, digit or '_', without '..' or '/' (at most 100 "
-            "characters)"
-        )
-    return name
-
-
-def _list_dataframes(folder: Path) -> list[str]:
-    names = []
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder)
-        if any(p.startswith(".") for p in rel.parts):
-            continue
-        if path.is_file() and not path.is_symlink() and path.suffix.lower() in DATAFRAME_SUFFIXES:
-            names.append(rel.as_posix())
-    return sorted(names)
-
-
-def _link_tree(src: Path, dest: Path) -> None:
-    """A copy of `src` at `dest` made of hard links (a real copy where links fail)."""
-
-    def link_or_copy(a: str, b: str) -> None:
-        try:
-            os.link(a, b)
-        except OSError:
-            shutil.copy2(a, b)
-
-    shutil.copytree(src, dest, copy_function=link_or_copy, symlinks=False)
-
-
-# --- suggestions ---
-
-PROMPT_NAMES = ("instruction", "prompt", "question", "input", "query", "text", "context")
-LABEL_PROMPT_NAMES = ("text", "prompt", "instruction", "question", "input", "sentence", "review")
-ANSWER_NAMES = ("output", "response", "answer", "completion", "chosen_response", "chosen")
-DPO_ANSWER_NAMES = ("chosen_response", "chosen", "output", "response", "answer")
-LABEL_NAMES = ("label", "labels", "target", "class", "score", "y")
-REJECTED_NAMES = ("rejected_response", "rejected", "rejected_answer", "rejected_output")
-PARENT_NAMES = ("parent_id", "parent")
-SYSTEM_NAMES = ("system", "system_prompt")
-_VALIDATION_RE = re.compile(r"(^|[^a-z])(valid|validation|val|dev|eval)([^a-z]|$)")
-
-
-def suggest_dataframes(names: Iterable[str]) -> tuple[str | None, str | None]:
-    """(train, validation) guesses from file names: `train*`, and `valid*`/`val`/`dev`/`eval`."""
-    names = list(names)
-    if not names:
-        return None, None
-    stems = {n: PurePosixPath(n).stem.lower() for n in names}
-    validation = next((n for n in names if _VALIDATION_RE.search(stems[n])), None)
-    train = next((n for n in names if "train" in stems[n] and n != validation), None)
-    if train is None:
-        train = next((n for n in names if n != validation), names[0])
-    return train, (validation if validation != train else None)
-
-
-def suggest_columns(problem_type: str, columns: Iterable[str]) -> dict[str, Any]:
-    """Column settings guessed from the column names (case-insensitive), as `settings` for
-    `configure`: prompt/answer always, system/parent/rejected when a column fits."""
-    columns = [str(c) for c in columns]
-    lower: dict[str, str] = {}
-    for c in columns:
-        lower.setdefault(c.lower(), c)
-    used: set[str] = set()
-
-    def pick(candidates: Iterable[str]) -> str | None:
-        for cand in candidates:
-            if cand in lower and lower[cand] not in used:
-                used.add(lower[cand])
-                return lower[cand]
-        return None
-
-    def fallback() -> str | None:
-        for c in columns:
-            if c not in used and c.lower() != "id":
-                used.add(c)
-                return c
-        return None
-
-    labels = problem_type in LABEL_TYPES
-    out: dict[str, Any] = {}
-    system = pick(SYSTEM_NAMES)
-    parent = pick(PARENT_NAMES) if not labels and "id" in lower else None
-    rejected = pick(REJECTED_NAMES) if problem_type == DPO else None
-    prompt = pick(LABEL_PROMPT_NAMES if labels else PROMPT_NAMES)
-    answer_names = (
-        LABEL_NAMES if labels else DPO_ANSWER_NAMES if problem_type == DPO else ANSWER_NAMES
-    )
-    answer = pick(answer_names)
-    prompt = prompt or fallback()
-    answer = answer or fallback()
-    if problem_type == DPO:
-        rejected = rejected or fallback()
-        if rejected:
-            out["rejected_answer_column"] = rejected
-    if prompt:
-        out["prompt_column"] = [prompt]
-    if answer:
-        out["answer_column"] = [answer] if labels else answer
-    if system:
-        out["system_column"] = system
-    if parent:
-        out["parent_id_column"] = parent
-    return out
-
-
-# --- configure helpers ---
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    return [value] if isinstance(value, str) else [str(v) for v in value]
-
-
-def _column_settings(ds: Any) -> list[tuple[str, list[str]]]:
-    """(setting key, columns it needs) for every column setting of a dataset section."""
-    prompt = _as_list(ds.prompt_column)
-    if not prompt:
-        raise DatasetImportError("dataset.prompt_column: choose at least one prompt column")
-    answer = _as_list(ds.answer_column)
-    if not answer:
-        raise DatasetImportError("dataset.answer_column: choose the answer column")
-    needed = [("dataset.prompt_column", prompt), ("dataset.answer_column", answer)]
-    if getattr(ds, "system_column", None):
-        needed.append(("dataset.system_column", [ds.system_column]))
-    if getattr(ds, "parent_id_column", None):
-        needed.append(("dataset.parent_id_column", [ds.parent_id_column, "id"]))
-    if hasattr(ds, "rejected_answer_column"):
-        if not ds.rejected_answer_column:
-            raise DatasetImportError(
-                "dataset.rejected_answer_column: choose the rejected answer column"
-            )
-        needed.append(("dataset.rejected_answer_column", [ds.rejected_answer_column]))
-    if getattr(ds, "rejected_prompt_column", None):
-        needed.append(("dataset.rejected_prompt_column", [ds.rejected_prompt_column]))
-    return needed
-
-
-def _check_columns(df: pd.DataFrame, ds: Any, source: str) -> None:
-    for key, columns in _column_settings(ds):
-        for column in columns:
-            if column not in df.columns:
-                raise DatasetImportError(
-                    f"{source}: column {column!r} ({key}) not found; "
-                    f"the file has columns {list(df.columns)}"
-                )
-
-
-def backbone_eos_token(backbone: str) -> str | None:
-    """The EOS token of the backbone's tokenizer (what `AutoTokenizer.from_pretrained(...)
-    .eos_token` gives training), read from its tokenizer files so the UI needs no torch;
-    None when they are not on this machine."""
-    folder = Path(resolve_backbone(backbone)).expanduser()
-    for name in ("tokenizer_config.json", "special_tokens_map.json"):
-        try:
-            data = json.loads((folder / name).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        eos = data.get("eos_token") if isinstance(data, dict) else None
-        if isinstance(eos, dict):  # older tokenizers store an AddedToken mapping
-            eos = eos.get("content")
-        if isinstance(eos, str) and eos:
-            return eos
-    return None
-
-
-def _prompt_format(cfg: BaseConfig, eos_token: str) -> PromptFormat:
-    """The format training renders with (see the tasks' `PromptFormat.from_config`); label
-    problems never render their answer, so it gets no EOS there either."""
-    ds = cfg.dataset
-    if cfg.problem_type in LABEL_TYPES:
-        ds = copy.copy(ds)
-        ds.add_eos_token_to_answer = False
-    return PromptFormat.from_config(ds, eos_token)
-
-
-def _cell(value: Any) -> str:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    return str(value)
-
-
-def _check_and_preview(
-    df: pd.DataFrame, cfg: BaseConfig, source: str, n: int, eos_token: str
-) -> list[PreviewSample]:
-    """Check the values the problem type reads (ids and chains, labels) and render `n`
-    samples; raises a DataError naming the file, column and row."""
-    ds, problem_type = cfg.dataset, cfg.problem_type
-    fmt = _prompt_format(cfg, eos_token)
-    if problem_type in LABEL_TYPES:
-        columns = _as_list(ds.answer_column)
-        if problem_type == REGRESSION:
-            regression_targets(df, columns, source)
-        else:
-            class_labels(df, columns, source, multi_label=len(columns) > 1)
-        view = SimpleNamespace(
-            prompt_column=ds.prompt_column,
-            prompt_column_separator=ds.prompt_column_separator,
-            answer_column=columns[0],
-            system_column=ds.system_column,
-            parent_id_column=None,
-        )
-        head = df.head(n)
-        convs = build_conversations(head, view, source)
-        samples = []
-        for i, conv in enumerate(convs):
-            row = head.iloc[i]
-            label = (
-                _cell(row[columns[0]])
-                if len(columns) == 1
-                else ", ".join(f"{c}={_cell(row[c])}" for c in columns)
-            )
-            samples.append(
-                PreviewSample(fmt.render(conv, with_last_answer=False), label).shortened()
-            )
-        return samples
-
-    chained = bool(ds.parent_id_column)
-    frame = df if chained else df.head(n)  # chains need every row; plain rows only the first
-    convs = build_conversations(frame, ds, source)  # also checks ids and chain loops
-    rows = [i for i, leaf in enumerate(leaf_rows(frame, ds)) if leaf] if chained else None
-    rows = (rows or list(range(len(frame))))[:n]
-    eos = eos_token if fmt.eos_after_answer else ""
-    samples = []
-    for i in rows:
-        conv: Conversation = convs[i]
-        rejected = rejected_prompt = None
-        if problem_type == DPO:
-            rejected = _cell(frame[ds.rejected_answer_column].iloc[i]) + eos
-            if ds.rejected_prompt_column:
-                last = _cell(frame[ds.rejected_prompt_column].iloc[i])
-                other = Conversation(conv.system, conv.prompts[:-1] + (last,), conv.answers)
-                rejected_prompt = fmt.render(other, with_last_answer=False)
-        prompt = fmt.render(conv, with_last_answer=False)
-        sample = PreviewSample(prompt, conv.answers[-1] + eos, rejected, rejected_prompt)
-        samples.append(sample.shortened())
-    return samples
-
-
-def _apply_settings(cfg: BaseConfig, settings: Mapping[str, Any]) -> None:
-    ds = cfg.dataset
-    hints = field_types(type(ds))
-    fields = {f.name: f for f in dataclasses.fields(ds)}
-    for raw_key, value in settings.items():
-        key = raw_key[len("dataset.") :] if raw_key.startswith("dataset.") else raw_key
-        if key in _DATAFRAME_KEYS:
-            raise DatasetImportError(
-                f"dataset.{key}: set through the train/validation dataframe choice"
-            )
-        if key not in fields:
-            raise DatasetImportError(f"dataset.{key}: no such setting for {cfg.problem_type}")
-        try:
-            setattr(ds, key, coerce(f"dataset.{key}", value, hints[key], spec_of(fields[key])))
-        except ConfigError as exc:
-            raise DatasetImportError(str(exc)) from None
-
-
-# --- the service ---
+from llm_studio.store.columns import (
+    apply_settings,
+    check_dataframe_choice,
+    suggest_columns,
+    suggest_dataframes,
+)
+from llm_studio.store.import_types import (
+    CONFIG_FILE,
+    DEFAULT_PROBLEM_TYPE,
+    FALLBACK_EOS,
+    PENDING_MARKER,
+    STAGING_MAX_AGE_S,
+    ConfiguredDataset,
+    DataFiles,
+    DataframeInfo,
+    DatasetImportError,
+    DatasetRecords,
+    ImportedDataset,
+    StagedImport,
+    link_tree,
+    list_dataframes,
+    validate_dataset_name,
+)
+from llm_studio.store.preview import backbone_eos_token, check_dataframe
 
 
 class ImportService:
@@ -568,7 +141,7 @@ class ImportService:
                     (files / rel.parent).mkdir(parents=True, exist_ok=True)
                     os.replace(path, unique_path(files / rel.parent, rel.name))
             shutil.rmtree(download, ignore_errors=True)
-            dataframes = _list_dataframes(files)
+            dataframes = list_dataframes(files)
             if not dataframes:
                 raise DatasetImportError(
                     f"{conn.label}: no dataframe found; import a "
@@ -692,25 +265,8 @@ class ImportService:
             cfg = config_class(problem_type)()
         except ConfigError as exc:
             raise DatasetImportError(str(exc)) from None
-        if not train_dataframe:
-            raise DatasetImportError("dataset.train_dataframe: choose the train dataframe")
-        if train_dataframe not in files.dataframes:
-            raise DatasetImportError(
-                f"dataset.train_dataframe: {train_dataframe!r} is not one of {files.dataframes}"
-            )
-        if validation_dataframe in ("", "None"):
-            validation_dataframe = None
-        if validation_dataframe is not None:
-            if validation_dataframe not in files.dataframes:
-                raise DatasetImportError(
-                    f"dataset.validation_dataframe: {validation_dataframe!r} is not one of "
-                    f"{files.dataframes}"
-                )
-            if validation_dataframe == train_dataframe:
-                raise DatasetImportError(
-                    "dataset.validation_dataframe: choose a file other than the train dataframe"
-                )
-        _apply_settings(cfg, settings or {})
+        validation_dataframe = check_dataframe_choice(files, train_dataframe, validation_dataframe)
+        apply_settings(cfg, settings or {})
         ds = cfg.dataset
         ds.train_dataframe = train_dataframe
         ds.validation_dataframe = validation_dataframe
@@ -724,15 +280,12 @@ class ImportService:
         ]  # fmt: skip
         eos = eos or FALLBACK_EOS
         train = self.read(files, train_dataframe)
-        _check_columns(train, ds, train_dataframe)
-        warnings += check_answers(train, ds, train_dataframe)
-        preview = _check_and_preview(train, cfg, train_dataframe, preview_samples, eos)
+        preview, found = check_dataframe(train, cfg, train_dataframe, preview_samples, eos)
+        warnings += found
         validation_rows = None
         if validation_dataframe:
             validation = self.read(files, validation_dataframe)
-            _check_columns(validation, ds, validation_dataframe)
-            warnings += check_answers(validation, ds, validation_dataframe)
-            _check_and_preview(validation, cfg, validation_dataframe, 0, eos)
+            warnings += check_dataframe(validation, cfg, validation_dataframe, 0, eos)[1]
             validation_rows = len(validation)
         return ConfiguredDataset(
             folder=files.folder,
@@ -767,7 +320,7 @@ class ImportService:
             self.datasets_root.mkdir(parents=True, exist_ok=True)
             self._move_in(staged.folder, final, name)
             try:
-                record = self._record(name, final, configured)
+                record = configured.record(name, final)
                 self.records.save_record(record)
             except BaseException:
                 shutil.rmtree(final, ignore_errors=True)
@@ -798,20 +351,6 @@ class ImportService:
             shutil.rmtree(partial, ignore_errors=True)
             raise
 
-    def _record(self, name: str, folder: Path, configured: ConfiguredDataset) -> ImportedDataset:
-        validation = configured.validation_dataframe
-        return ImportedDataset(
-            name=name,
-            problem_type=configured.problem_type,
-            folder=folder,
-            config_file=folder / CONFIG_FILE,
-            train_dataframe=folder / configured.train_dataframe,
-            train_rows=configured.train_rows,
-            validation_dataframe=folder / validation if validation else None,
-            validation_rows=configured.validation_rows,
-            labels=configured.labels,
-        )
-
     # --- existing datasets: edit and merge ---
 
     def open_dataset(self, name: str) -> DataFiles:
@@ -819,7 +358,7 @@ class ImportService:
         folder = self.dataset_folder(name)
         if not folder.is_dir():
             raise DatasetImportError(f"no dataset named {name!r}")
-        return DataFiles(folder=folder, dataframes=_list_dataframes(folder))
+        return DataFiles(folder=folder, dataframes=list_dataframes(folder))
 
     def save_edit(self, name: str, configured: ConfiguredDataset) -> ImportedDataset:
         """Rewrite an existing dataset's `cfg.yaml` from `configure(open_dataset(name), ...)`
@@ -831,7 +370,7 @@ class ImportService:
         old = cfg_path.read_text(encoding="utf-8") if cfg_path.is_file() else None
         save_config(configured.config_for(folder), cfg_path)
         try:
-            record = self._record(name, folder, configured)
+            record = configured.record(name, folder)
             self.records.update_record(record)
         except BaseException:
             if old is None:
@@ -875,7 +414,7 @@ class ImportService:
             work = self._new_dir(self.datasets_root, f".{target}.merge")
             try:
                 merged = work / "merged"
-                _link_tree(folder, merged)
+                link_tree(folder, merged)
                 added = []
                 for rel in source.dataframes:
                     parts = PurePosixPath(rel)

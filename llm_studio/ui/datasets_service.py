@@ -7,7 +7,8 @@ from dataclasses import replace
 from llm_studio.connectors import local_roots
 from llm_studio.connectors.local import ROOTS_ENV
 from llm_studio.store import DatasetRecord, Store
-from llm_studio.store.imports import ImportedDataset, ImportService
+from llm_studio.store.import_types import ImportedDataset
+from llm_studio.store.imports import ImportService
 
 
 class StoreRecords:

@@ -10,7 +10,12 @@ from h2o_wave import Q
 from llm_studio.store.db import Store
 
 if TYPE_CHECKING:  # the import machinery loads pandas: not at UI start-up
-    from llm_studio.store.imports import ConfiguredDataset, DataFiles, DataframeInfo, StagedImport
+    from llm_studio.store.import_types import (
+        ConfiguredDataset,
+        DataFiles,
+        DataframeInfo,
+        StagedImport,
+    )
 
 
 @dataclass

@@ -14,7 +14,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS, PROBLEM_TYPES
 from llm_studio.connectors import CONNECTORS
 from llm_studio.data.readers import DataError
 from llm_studio.store import StoreError
-from llm_studio.store.imports import suggest_columns, suggest_dataframes
+from llm_studio.store.columns import suggest_columns, suggest_dataframes
 from llm_studio.ui import layout, safe_text, wave_files
 from llm_studio.ui.datasets_service import import_service, local_roots_note
 from llm_studio.ui.state import ImportWizard, client_state
