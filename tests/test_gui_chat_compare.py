@@ -30,8 +30,9 @@ if shutil.which("chromium") is None:  # `make test` installs it; say so instead 
 QUESTION = "Repeat red 2 times."
 LEARNING_RATES = {"chat-lr-high": 0.01, "chat-lr-low": 0.001}
 SMOLLM2 = "smollm2-chat"
-# A valid name that markdown would garble ("…" for "..", "–" for "--").
-NO_CHECKPOINT = "no-checkpoint..v2--old"
+# A valid name that markdown would garble (`_v2_` as emphasis, "–" for "--"); ".." is not
+# allowed in names (llm_studio/store/names.py).
+NO_CHECKPOINT = "no-checkpoint_v2_--old"
 
 
 @pytest.fixture(scope="module")
