@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 import subprocess
@@ -528,6 +529,19 @@ def test_unsafe_name_messages_say_why(store):
     with pytest.raises(InvalidNameError):
         store.update_dataset(ds("../up", id=d.id))
     assert store.get_dataset(d.id).name == "ok"
+
+
+def test_an_experiment_saved_under_an_older_looser_name_stays_updatable(store):
+    """'runs..v2' was a valid experiment name before the one shared rule; its record and
+    folder exist, so a status update after an upgrade must not be refused for its name."""
+    d = store.add_dataset(ds("ok"))
+    e = store.add_experiment(ex("runs_v2", d.id))
+    with store._write() as conn:  # as an older version stored it
+        conn.execute("UPDATE experiments SET name = 'runs..v2' WHERE id = ?", (e.id,))
+    old = store.get_experiment(e.id)
+    assert store.update_experiment(dataclasses.replace(old, status="finished")).status == "finished"
+    with pytest.raises(InvalidNameError):  # a new name meets today's rule
+        store.update_experiment(dataclasses.replace(old, name="again..v3"))
 
 
 @pytest.mark.parametrize("name", ["my data-1_v2.0", "x" * 100, "A", "run.final", "1"])

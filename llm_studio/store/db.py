@@ -455,9 +455,15 @@ class Store:
         """Write every field of `record` except `id` and `created_at`; returns the stored row."""
         if record.id is None:
             raise StoreError(f"Experiment {record.name!r} has no id: add it before updating it.")
-        check_name(record.name, "experiment name")
         columns = [c for c in _EXPERIMENT_COLUMNS if c not in ("id", "created_at")]
         with self._write() as conn:
+            stored = conn.execute(
+                "SELECT name FROM experiments WHERE id = ?", (record.id,)
+            ).fetchone()
+            # Only a new name meets today's rule: a record saved under an older, looser rule
+            # must stay updatable (its folder already exists under that name).
+            if stored is None or stored["name"] != record.name:
+                check_name(record.name, "experiment name")
             _require_dataset(conn, record.dataset_id, record.name)
             values = _params(record, columns)
             _update(conn, "experiments", record.id, values, "experiment", record.name)
