@@ -43,3 +43,35 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "TokenAveragedCrossEntropy": token_averaged_cross_entropy,
     "SampleAveragedCrossEntropy": sample_averaged_cross_entropy,
 }
+
+
+# --- losses on the labelled positions only -----------------------------------------------
+# The LM head is the largest matmul of a small model (a 49k vocabulary): the training loss asks
+# the model for the logits of the positions that predict a label and no others (transformers'
+# boolean `logits_to_keep`), so prompt and padding positions never reach the head.
+
+
+def predicting_positions(labels: torch.Tensor) -> torch.Tensor:
+    """(rows, length) bool: the positions whose next token is a label."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return keep
+
+
+def kept_token_losses(logits: torch.Tensor, labels: torch.Tensor, keep: torch.Tensor):
+    """Cross entropy of each kept position's logits (flattened, in row-major order) against
+    the label that follows it."""
+    targets = labels[:, 1:][keep[:, :-1]]
+    return F.cross_entropy(logits.float(), targets, reduction="none")
+
+
+def reduce_token_losses(
+    losses: torch.Tensor, name: str, sample_of_token: torch.Tensor, samples: int
+) -> torch.Tensor:
+    """The named loss from per-token losses: their mean (token-averaged), or the mean over
+    `samples` samples of each sample's mean (sample-averaged; a sample without labels adds 0)."""
+    if name == "TokenAveragedCrossEntropy":
+        return losses.sum() / max(len(losses), 1)
+    sums = losses.new_zeros(samples).index_add(0, sample_of_token, losses)
+    counts = losses.new_zeros(samples).index_add(0, sample_of_token, torch.ones_like(losses))
+    return (sums / counts.clamp(min=1)).mean()
