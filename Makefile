@@ -62,3 +62,5 @@ shell:
 bench: setup
 	$(BIN)/python bench/bench_padding.py
 	$(BIN)/python bench/bench_experiment_list.py
+	$(BIN)/python bench/bench_hf_trainer.py
+	$(BIN)/python bench/bench_hf_trainer.py --model data/models/HuggingFaceTB/SmolLM2-135M-Instruct
