@@ -31,6 +31,50 @@ from llm_studio.models.tiny import build_tiny_llama  # noqa: E402
 DEFAULT_BACKBONE = ROOT / "data" / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
 
 
+def fused_loss_check(tmp: Path, smoke: bool) -> None:
+    """Liger's fused linear cross entropy against the plain loss on the kept logits: loss and
+    LoRA gradients of the same batch, on the GPU (the fused path runs nowhere else)."""
+    import importlib.util
+
+    from llm_studio.data.tokenization import collate_training
+    from llm_studio.training.tasks import build_task
+
+    if smoke or importlib.util.find_spec("liger_kernel") is None:
+        print("fused linear cross entropy: not checked (needs a GPU and liger-kernel)")
+        return
+    model_dir = build_tiny_llama(tmp / "fused_model", hidden_size=256, num_layers=2)
+    csv = tmp / "fused.csv"
+    pattern_rows(16).to_csv(csv, index=False)
+    cfg = load_cfg(
+        tiny_config(
+            model_dir, csv, tmp / "fused_out", environment={"gpus": ["0"], "seed": 0},
+            training={"lora_dropout": 0.0},
+        )
+    )  # fmt: skip
+    task = build_task(cfg, torch.device("cuda"))
+    model = task.load().model
+    fused = task.fused_loss
+    print(f"fused linear cross entropy: {'on' if fused is not None else 'OFF'} with liger")
+    samples = [
+        task.training_dataset(task.build_items(pattern_rows(8), "train"), 0)[i] for i in range(8)
+    ]
+    batch = {
+        k: v.cuda()
+        for k, v in collate_training(samples, task.tokenizer.pad_token_id, 1.0, 64).items()
+    }
+    results = []
+    for path in (fused, None):
+        task.fused_loss = path
+        model.zero_grad(set_to_none=True)
+        loss, _ = task.loss(model, batch)
+        loss.backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        results.append((loss.item(), grads))
+    (a, ga), (b, gb) = results
+    worst = max((x - y).abs().max().item() for x, y in zip(ga, gb))
+    print(f"  loss fused {a:.6f} vs plain {b:.6f}; largest gradient difference {worst:.2e}")
+
+
 def default_config_throughput(tmp: Path, smoke: bool) -> None:
     """train.py's loop, default config (bf16 autocast on the GPU), packed and padded."""
     from bench_hf_trainer import bench_config, length_spread_rows
@@ -129,6 +173,7 @@ def main() -> None:
                 continue
             baseline = baseline or speed
             print(f"{name:22s} {speed:12,.0f} tokens/s  {speed / baseline:5.2f}x fp32", flush=True)
+        fused_loss_check(tmp, args.smoke)
         default_config_throughput(tmp, args.smoke)
 
 

@@ -190,3 +190,20 @@ def test_accumulating_two_batches_of_4_equals_one_batch_of_8(tiny_model_dir, tmp
         assert torch.allclose(whole[key], accumulated[key], atol=1e-6), key
     assert len(series(folder, "train/loss")) == 1
     assert series(folder, "train/tokens_per_s")[-1][1] > 0
+
+
+def test_the_fused_loss_sees_the_head_inputs_of_the_kept_positions(tiny_model_dir, tmp_path):
+    """The fused linear cross entropy (CUDA, liger) takes the head's inputs at the labelled
+    positions; here: those inputs through the head are exactly the kept logits."""
+    from llm_studio.training.losses import head_inputs, predicting_positions
+
+    cfg, task, model = _task_and_model(tiny_model_dir, tmp_path)
+    model.eval()
+    batch = collate_training(_samples(task), task.tokenizer.pad_token_id, 1.0, 512)
+    keep = predicting_positions(batch["labels"])
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        head, hidden = head_inputs(model, inputs, keep)
+        kept = model(**inputs, logits_to_keep=keep).logits
+    assert hidden.shape[0] == int(keep.sum()) > 0
+    assert torch.allclose(head(hidden), kept, atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Callable
 
 import torch
@@ -75,3 +76,40 @@ def reduce_token_losses(
     sums = losses.new_zeros(samples).index_add(0, sample_of_token, losses)
     counts = losses.new_zeros(samples).index_add(0, sample_of_token, torch.ones_like(losses))
     return (sums / counts.clamp(min=1)).mean()
+
+
+def fused_linear_cross_entropy(model, device: torch.device):
+    """Liger's fused linear + cross entropy, when liger-kernel is installed and the run is on
+    one CUDA GPU: the loss straight from the head's inputs and weight, in chunks, so the
+    (tokens x vocabulary) logits never exist at once. None where it cannot apply: on the CPU,
+    with several processes (a sharded head lives inside the model's forward), a head that is
+    not a plain Linear (adapted, say) or logit soft-capping (Gemma 2)."""
+    if device.type != "cuda" or importlib.util.find_spec("liger_kernel") is None:
+        return None
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return None
+    if getattr(model.config, "final_logit_softcapping", None):
+        return None
+    if type(model.get_output_embeddings()) is not torch.nn.Linear:
+        return None
+    from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
+
+    return LigerFusedLinearCrossEntropyLoss(ignore_index=IGNORE_INDEX, reduction="sum")
+
+
+def head_inputs(model, inputs: dict, keep: torch.Tensor) -> tuple[torch.nn.Linear, torch.Tensor]:
+    """The output head and the hidden states it receives at the kept positions, from a forward
+    in which the head itself computes nothing (its input is swapped for an empty one)."""
+    head = model.get_output_embeddings()
+    seen = []
+
+    def capture(_module, args):
+        seen.append(args[0])
+        return (args[0][:0],)
+
+    handle = head.register_forward_pre_hook(capture)
+    try:
+        model(**inputs, logits_to_keep=keep, use_cache=False)
+    finally:
+        handle.remove()
+    return head, seen[0]

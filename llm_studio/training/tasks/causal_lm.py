@@ -20,6 +20,8 @@ from llm_studio.training.checkpointing import save_model
 from llm_studio.training.insights import write_train_insights
 from llm_studio.training.losses import (
     LOSSES,
+    fused_linear_cross_entropy,
+    head_inputs,
     kept_token_losses,
     predicting_positions,
     reduce_token_losses,
@@ -37,6 +39,7 @@ class CausalLMTask:
         self.fmt: PromptFormat | None = None
         self.packing = False  # padding-free batches (training.sample_packing), once checked
         self.labelled_logits = False  # the model computes logits for chosen positions only
+        self.fused_loss = None  # liger's fused linear cross entropy, on one CUDA GPU
         self._validation_cache: tuple[list, list] | None = None
 
     # --- data ---
@@ -53,6 +56,8 @@ class CausalLMTask:
         self._set_tokenizer(backbone.tokenizer)
         backbone.model = prepare_for_training(backbone.model, self.cfg)
         self.labelled_logits = _takes_logits_to_keep(backbone.model)
+        if self.labelled_logits and self.cfg.training.loss_function == "TokenAveragedCrossEntropy":
+            self.fused_loss = fused_linear_cross_entropy(backbone.model, self.device)
         wanted = getattr(self.cfg.training, "sample_packing", False)  # causal LM only
         self.packing = wanted and packing_is_exact(backbone.model)
         if wanted and not self.packing:
@@ -102,9 +107,20 @@ class CausalLMTask:
             sample_ids = torch.arange(samples, device=batch["labels"].device)[:, None]
             sample_ids = sample_ids.expand_as(batch["labels"])
         keep = predicting_positions(batch["labels"])
+        if self.fused_loss is not None:
+            return self._fused(model, batch, keep), {}
         logits = model(**_model_inputs(batch), logits_to_keep=keep, use_cache=False).logits
         losses = kept_token_losses(logits, batch["labels"], keep)
         return reduce_token_losses(losses, name, sample_ids[keep], samples), {}
+
+    def _fused(self, model, batch: dict, keep: torch.Tensor) -> torch.Tensor:
+        """The token-averaged loss from the head's inputs (liger); scripts/gpu_check.py
+        compares it with the plain path on a GPU."""
+        head, hidden = head_inputs(model, _model_inputs(batch), keep)
+        targets = batch["labels"][:, 1:][keep[:, :-1]]
+        bias = None if head.bias is None else head.bias.to(hidden.dtype)
+        total = self.fused_loss(head.weight.to(hidden.dtype), hidden, targets, bias)
+        return total / max(len(targets), 1)
 
     def loss_tokens(self, batch: dict) -> int:
         """Loss-bearing (predicted) tokens of a batch, DPO's chosen and rejected together: the
