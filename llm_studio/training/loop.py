@@ -245,7 +245,7 @@ def _run(
             if position.step == 0 and ddp.is_main:
                 task.write_insights(folder, batch)
             batch = mask_tokens(batch, cfg.augmentation.token_mask_probability, mask_id, mask_gen)
-            throughput.add(task.loss_tokens(batch), int(batch["attention_mask"].sum()))
+            throughput.add(task.loss_tokens(batch), _real_tokens(batch))
             share = task.loss_weight(batch) / window_weight
             batch, rank_scale = ddp.rows_of_rank(batch, task.loss_weight)  # 1 process: all, 1.0
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
@@ -396,6 +396,11 @@ def _accumulation_windows(batches, accumulation: int, step: int, total_steps: in
             window = []
     if window:
         yield window
+
+
+def _real_tokens(batch: dict) -> int:
+    """Tokens of a batch that are not padding (DPO's chosen and rejected together)."""
+    return sum(int(v.sum()) for k, v in batch.items() if k.endswith("attention_mask"))
 
 
 def _mask_token_id(tokenizer) -> int:
