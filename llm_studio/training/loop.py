@@ -351,6 +351,9 @@ def build_train_loader(samples, cfg, collate, world_size: int = 1) -> DataLoader
         batch_sampler=order,
         collate_fn=collate,
         num_workers=cfg.environment.number_of_workers,
+        # Its own generator seeds the workers: drawing from the global RNG instead would
+        # shift dropout's random stream and break exact resumes.
+        generator=torch.Generator().manual_seed(cfg.environment.seed),
     )
     if len(loader) == 0:
         raise DataError(f"{len(samples)} training samples cannot feed {world_size} processes")
