@@ -125,7 +125,7 @@ def run_studio(cfg) -> dict:
     last = {p.name: p.value for p in points}
     return {
         "tokens_per_s": last["train/tokens_per_s"],
-        "validation_s": last.get("train/validation_s", float("nan")),
+        "validation_s": sum(p.value for p in points if p.name == "validation/seconds"),
         "validation_loss": last.get("validation/loss", float("nan")),
     }
 
