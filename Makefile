@@ -65,3 +65,5 @@ bench: setup
 	$(BIN)/python bench/bench_chat_first_words.py
 	$(BIN)/python bench/bench_sessions.py
 	$(BIN)/python bench/bench_import.py
+	$(BIN)/python bench/bench_hf_trainer.py
+	$(BIN)/python bench/bench_hf_trainer.py --model data/models/HuggingFaceTB/SmolLM2-135M-Instruct

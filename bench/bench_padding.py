@@ -39,7 +39,7 @@ def throughput(cfg, device, steps: int = 20) -> float:
         loss, _ = task.loss(model, batch)
         loss.backward()
         optimizer.step()
-        optimizer.zero_grad()
+        optimizer.zero_grad(set_to_none=True)
         tokens += int(batch["attention_mask"].sum())
     return tokens / (time.perf_counter() - start)
 

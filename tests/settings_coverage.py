@@ -75,6 +75,10 @@ COVERAGE = {
     "training.attention_implementation": M + "test_attention_implementation_is_used_by_the_model",
     "training.batch_size": T + "test_batch_size_epochs_and_drop_last_set_the_number_of_steps",
     "training.drop_last_batch": T + "test_batch_size_epochs_and_drop_last_set_the_number_of_steps",
+    "training.length_grouped_batches": "tests/test_throughput.py::"
+    + "test_length_grouped_batches_are_seeded_resumable_and_pad_less",
+    "training.sample_packing": "tests/test_throughput.py::"
+    + "test_packed_loss_and_gradients_equal_the_padded_batch",
     "training.epochs": T + "test_epochs_zero_evaluates_the_backbone_as_it_is",
     "training.schedule": O + "test_cosine_schedule_follows_half_a_cosine",
     "training.warmup_epochs": O

@@ -166,6 +166,9 @@ def test_seq2seq_learns_and_its_checkpoint_reproduces_the_predictions(
             "lora_r": 16,
             "lora_alpha": 64,
             "evaluate_before_training": True,
+            # The pattern rows' length is their answer's word count: grouped batches would
+            # each hold one count only, and 4 epochs of the tiny T5 then learn no exact answer.
+            "length_grouped_batches": False,
         },
     )
     losses = series(folder, "validation/loss")

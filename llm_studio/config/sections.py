@@ -180,6 +180,11 @@ class TrainingSection:
     )
     batch_size: int = setting(2, range=(1, 256), tip="Samples per step on each GPU.")
     drop_last_batch: bool = setting(True, tip="Skip the last, incomplete training batch.")
+    length_grouped_batches: bool = setting(
+        True,
+        tip="Batch samples of similar length together (the order stays seeded and random): "
+        "batches carry less padding, so training is faster.",
+    )
     epochs: int = setting(1, range=(0, 100), tip="Passes over the train data; 0 only evaluates.")
     schedule: str = setting("Cosine", choices=SCHEDULES, tip="How the learning rate evolves.")
     warmup_epochs: float = setting(

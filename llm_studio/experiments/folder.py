@@ -116,9 +116,18 @@ class ExperimentFolder:
 
     # --- charts: one JSON object per line, appended ---
     def append_chart(self, name: str, step: int, value: float, epoch: float) -> None:
-        line = json.dumps({"name": name, "step": step, "value": float(value), "epoch": epoch})
+        self.append_charts([(name, step, value, epoch)])
+
+    def append_charts(self, points: list[tuple[str, int, float, float]]) -> None:
+        """Several (name, step, value, epoch) points, appended as whole lines in one write."""
+        if not points:
+            return
+        lines = "".join(
+            json.dumps({"name": n, "step": s, "value": float(v), "epoch": e}) + "\n"
+            for n, s, v, e in points
+        )
         with open(self.charts_file, "a", encoding="utf-8") as fh:
-            fh.write(line + "\n")
+            fh.write(lines)
             fh.flush()
 
     def read_charts(self, offset: int = 0) -> tuple[list[ChartPoint], int]:

@@ -430,11 +430,13 @@ class Distributed:
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
         return bool(value.item())
 
-    def mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
-        """Each value averaged over the ranks (all of them get the result)."""
+    def mean_over_ranks(self, values: dict) -> dict:
+        """Each value averaged over the ranks (all of them get the result); in one process the
+        values as given (a tensor stays a tensor)."""
         if not self.active or not values:
             return values
-        tensor = torch.tensor(list(values.values()), dtype=torch.float64, device=self.device)
+        numbers = [float(value) for value in values.values()]  # tensors too (the loss)
+        tensor = torch.tensor(numbers, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
         return dict(zip(values, (tensor / self.world_size).tolist()))
 

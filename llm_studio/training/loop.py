@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 
 from llm_studio.config.sections import data_parallel_engine
 from llm_studio.config.yaml_io import save_config
+from llm_studio.data.batching import EpochBatches, sample_length
 from llm_studio.data.readers import DataError
 from llm_studio.data.splitting import split_and_sample
 from llm_studio.data.tokenization import mask_tokens
@@ -35,6 +36,7 @@ from llm_studio.training.loader_workers import ignore_stop_signals
 from llm_studio.training.loggers import NoneLogger, build_logger
 from llm_studio.training.optimizers import build_optimizer, build_scheduler
 from llm_studio.training.preprocessing import data_cache, drop_data_cache, once, read_data_once
+from llm_studio.training.progress import Reporter, Throughput
 from llm_studio.training.resume import (
     TrainingPosition,
     load_training_state,
@@ -124,11 +126,9 @@ def _run(
             folder.charts_file.unlink(missing_ok=True)  # a rerun into the same folder starts afresh
         chart_logger = build_logger(cfg, folder)  # after save_config: it logs the seed drawn for -1
     cleanup.callback(chart_logger.close)
-
-    def chart(name: str, step: int, value: float, epoch: float) -> None:
-        if ddp.is_main:
-            folder.append_chart(name, step, value, epoch)
-            chart_logger.log(name, step, value)
+    reporter = Reporter(folder, status, chart_logger, ddp.is_main)
+    reporter.started = started
+    chart = reporter.chart
 
     # --- data: read, split and sampled once (by rank 0 in DDP) ---
     task = build_task(cfg, device)
@@ -198,7 +198,9 @@ def _run(
                 task.save(whole, folder, dest=dest, adapter=adapter)
 
     def evaluate(step: int, epoch: float) -> None:
+        began = time.perf_counter()
         result = task.validate(model, data.validation, metric)
+        chart("validation/seconds", step, time.perf_counter() - began, epoch)
         improved = False
         if result is not None:  # DDP: every rank validated its share; rank 0 has the result
             chart("validation/loss", step, result.loss, epoch)
@@ -213,6 +215,7 @@ def _run(
             improved = metric.improves(result.metric_value, position.best_value)
             if improved:
                 position.best_value = result.metric_value
+        reporter.write()
         improved = ddp.from_main(improved)  # every rank saves together (FSDP gathers shards)
         if tr.save_checkpoint == "best" and improved:
             save()
@@ -230,28 +233,30 @@ def _run(
     if (tr.evaluate_before_training or tr.epochs == 0) and position.step == 0:
         evaluate(0, 0.0)
     trained.train()
+    throughput = Throughput(total, device)
+    throughput.resume()
+    batches = _epochs_of_batches(train_loader, train_samples, position, tr.epochs)
     stopping = False
-    for epoch_index in range(position.epoch_index, tr.epochs):
-        # Seeded per epoch, so a resumed run sees the same batches in the same order.
-        train_loader.generator.manual_seed(cfg.environment.seed + epoch_index)
-        train_samples.set_epoch(epoch_index)
-        skip = position.batch_in_epoch if epoch_index == position.epoch_index else 0
-        for batch_index, batch in enumerate(train_loader):
-            if batch_index < skip:
-                continue
+    for window in _accumulation_windows(batches, accumulation, position.step, total_steps):
+        # Each batch's loss counts by its share of the window's weight (labelled tokens or
+        # samples), so accumulated batches give the gradient of one batch of them all.
+        window_weight = max(sum(task.loss_weight(batch) for _, _, batch in window), 1)
+        for epoch_index, batch_index, batch in window:
             stopping = ddp.any_rank(stop.requested)  # every rank stops after the same step
             if stopping:
                 break
             if position.step == 0 and ddp.is_main:
                 task.write_insights(folder, batch)
             batch = mask_tokens(batch, cfg.augmentation.token_mask_probability, mask_id, mask_gen)
-            batch, loss_scale = ddp.rows_of_rank(batch, task.loss_weight)  # 1 process: all, 1.0
-            batch = {k: v.to(device) for k, v in batch.items()}
-            updates = (position.step + 1) % accumulation == 0 or position.step + 1 == total_steps
+            throughput.add(task.loss_tokens(batch), _real_tokens(batch))
+            share = task.loss_weight(batch) / window_weight
+            batch, rank_scale = ddp.rows_of_rank(batch, task.loss_weight)  # 1 process: all, 1.0
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            updates = (epoch_index, batch_index) == window[-1][:2]  # the window's last batch
             with ddp.gradient_sync(trained, updates):  # accumulating batches skip the all-reduce
                 with torch.autocast(device.type, dtype=backbone.compute_dtype, enabled=use_amp):
                     loss, extra = task.loss(trained, batch)
-                ddp.backward(loss * loss_scale / accumulation)  # DeepSpeed: its engine's
+                ddp.backward(loss * rank_scale * share)  # DeepSpeed: its engine's
             position.step += 1
             step = position.step
             lr = optimizer.param_groups[0]["lr"]  # the rate this batch's update uses
@@ -259,31 +264,42 @@ def _run(
                 optimizer_step(model, optimizer, scheduler, tr.gradient_clip, ddp.zero_engine)
             position.epoch_index, position.batch_in_epoch = epoch_index, batch_index + 1
 
-            # The global batch's loss (the ranks' weighted losses average to it) and extras.
-            values = ddp.mean_over_ranks({"loss": loss.item() * loss_scale, **extra})
-            train_loss = values.pop("loss")
+            # The global batch's loss (the ranks' weighted losses average to it) and extras;
+            # in one process the loss stays a tensor until the reporter writes (no GPU sync).
+            values = ddp.mean_over_ranks({"loss": loss.detach() * rank_scale, **extra})
             epoch = step / batches_per_epoch
-            chart("train/loss", step, train_loss, epoch)
-            chart("train/lr", step, lr, epoch)
             for name, value in values.items():
                 chart(f"train/{name}", step, value, epoch)
-            if ddp.is_main:
-                _update_status(folder, status, step, total_steps, epoch, started)
-            if step % max(1, batches_per_epoch // 10) == 0 or step == total_steps:
+            chart("train/lr", step, lr, epoch)
+            reporter.progress(step, total_steps, epoch)
+            tenth = step % max(1, batches_per_epoch // 10) == 0 or step == total_steps
+            if tenth:
+                chart("train/tokens_per_s", step, throughput.tokens_per_s(), epoch)
+                if throughput.mfu() is not None:
+                    chart("train/mfu", step, throughput.mfu(), epoch)
+                reporter.write()
                 log.info(
-                    "epoch %.2f step %d/%d loss %.4f lr %.3g eta %s",
-                    *(epoch, step, total_steps, train_loss, lr, _format_eta(status.eta_seconds)),
+                    "epoch %.2f step %d/%d loss %.4f lr %.3g %.0f tokens/s eta %s",
+                    *(epoch, step, total_steps, reporter.latest.get("train/loss", math.nan), lr),
+                    *(throughput.tokens_per_s(), _format_eta(status.eta_seconds)),
                 )
+            else:
+                reporter.write_if_due()
             if step >= position.next_eval - 1e-9 or step == total_steps:
                 while position.next_eval <= step + 1e-9:
                     position.next_eval += eval_every
+                throughput.pause()
+                reporter.write()
                 evaluate(step, epoch)
                 trained.train()
                 if step < total_steps:
                     save_state()
+                throughput.resume()
             _fault_hook(step, ddp.rank)
         if stopping:
             break
+    throughput.pause()
+    reporter.write()
 
     # --- the end: stopped or finished ---
     stopped = ddp.any_rank(stop.requested)
@@ -311,7 +327,8 @@ def _run(
 
 
 def build_train_loader(samples, cfg, collate, world_size: int = 1) -> DataLoader:
-    """Shuffled with a generator seeded from the config, so a seed fixes the batch order.
+    """Shuffled by (seed, epoch) (`EpochBatches`), so a seed fixes the batch order; with
+    length_grouped_batches, each batch holds samples of similar length.
 
     A batch is the global batch, batch_size per process x processes: in DDP every rank loads
     it and keeps its own rows, so the batches are those of one process of that batch size. A
@@ -325,14 +342,21 @@ def build_train_loader(samples, cfg, collate, world_size: int = 1) -> DataLoader
             len(samples) % batch_size,
         )
         drop_last = True
+    order = EpochBatches(
+        [sample_length(samples[i]) for i in range(len(samples))],
+        batch_size,
+        cfg.environment.seed,
+        drop_last,
+        group_by_length=cfg.training.length_grouped_batches,
+    )
     loader = DataLoader(
         samples,
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=drop_last,
+        batch_sampler=order,
         collate_fn=collate,
         num_workers=cfg.environment.number_of_workers,
         worker_init_fn=ignore_stop_signals,  # a stop is the trainer's to carry out, not theirs
+        # Its own generator seeds the workers: drawing from the global RNG instead would
+        # shift dropout's random stream and break exact resumes.
         generator=torch.Generator().manual_seed(cfg.environment.seed),
     )
     if len(loader) == 0:
@@ -356,20 +380,41 @@ def optimizer_step(model, optimizer, scheduler, gradient_clip: float, engine=Non
     scheduler.step()
 
 
+def _epochs_of_batches(loader: DataLoader, samples, position, epochs: int):
+    """(epoch index, batch index, batch) of every epoch from the resume position on."""
+    for epoch_index in range(position.epoch_index, epochs):
+        # Seeded per epoch, so a resumed run sees the same batches in the same order.
+        start = position.batch_in_epoch if epoch_index == position.epoch_index else 0
+        loader.batch_sampler.set_epoch(epoch_index, start=start)
+        samples.set_epoch(epoch_index)
+        for offset, batch in enumerate(loader):
+            yield epoch_index, start + offset, batch
+
+
+def _accumulation_windows(batches, accumulation: int, step: int, total_steps: int):
+    """The batches grouped by optimizer update: one ends every `accumulation` global steps
+    and at the last step (a window may span two epochs)."""
+    window = []
+    for item in batches:
+        window.append(item)
+        step += 1
+        if step % accumulation == 0 or step == total_steps:
+            yield window
+            window = []
+    if window:
+        yield window
+
+
+def _real_tokens(batch: dict) -> int:
+    """Tokens of a batch that are not padding (DPO's chosen and rejected together)."""
+    return sum(int(v.sum()) for k, v in batch.items() if k.endswith("attention_mask"))
+
+
 def _mask_token_id(tokenizer) -> int:
     for token_id in (tokenizer.mask_token_id, tokenizer.unk_token_id, tokenizer.pad_token_id):
         if token_id is not None:
             return token_id
     return 0
-
-
-def _update_status(folder, status, step, total_steps, epoch, started) -> None:
-    elapsed = time.time() - started
-    status.step = step
-    status.epoch = epoch
-    status.progress = step / total_steps if total_steps else 1.0
-    status.eta_seconds = elapsed / step * (total_steps - step) if step else None
-    folder.write_status(status)
 
 
 def _format_eta(seconds: float | None) -> str:

@@ -88,7 +88,7 @@ def validate(
 
     def loss_and_prediction(rows: list) -> list[tuple[float, str]]:
         batch = collate_training(
-            [sample for _, sample in rows],
+            [sample for _, sample, _ in rows],
             pad_id=tokenizer.pad_token_id,
             padding_quantile=1.0,
             max_length=cfg.tokenizer.max_length,
@@ -98,15 +98,27 @@ def validate(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
         ).logits
         losses = per_sample_loss(logits, batch["labels"]).float().cpu().tolist()
-        prompt_ids = [encode_prompt(c, tokenizer, fmt, cfg.tokenizer.max_length) for c, _ in rows]
+        if not metric.needs_generation:  # Perplexity scores the losses alone
+            return [(loss, "") for loss in losses]
+        prompt_ids = [prompt for _, _, prompt in rows]
         return list(
             zip(losses, generate_batch(model, tokenizer, prompt_ids, cfg.prediction, device))
         )
 
-    rows = map_batches(loss_and_prediction, list(zip(conversations, encoded)), batch_size)
+    # Batches of similar prompt lengths pad little, in the loss and in generation; the rows
+    # go back to the conversations' order after.
+    prompts = [encode_prompt(c, tokenizer, fmt, cfg.tokenizer.max_length) for c in conversations]
+    order = sorted(
+        range(len(conversations)), key=lambda i: (len(prompts[i]), len(encoded[i].input_ids))
+    )
+    items = [(conversations[i], encoded[i], prompts[i]) for i in order]
+    sorted_rows = map_batches(loss_and_prediction, items, batch_size)
     model.train(was_training)
-    if rows is None:
+    if sorted_rows is None:
         return None
+    rows = [None] * len(order)
+    for position, row in zip(order, sorted_rows):
+        rows[position] = row
     losses = [loss for loss, _ in rows]
     predictions = [prediction for _, prediction in rows]
     prompts = [fmt.render(c, with_last_answer=False) for c in conversations]

@@ -313,6 +313,9 @@ class LabelTask(CausalLMTask):
         outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return LABEL_LOSSES[self.loss_name](outputs, batch["targets"]).mean(), {}
 
+    def loss_tokens(self, batch: dict) -> int:
+        return len(batch["input_ids"])  # one prediction per row
+
     # --- validation ---
     def metric_targets(self, items: list[LabelItem]) -> np.ndarray:
         """Targets as the label metrics take them (see llm_studio.metrics.classification)."""

@@ -204,6 +204,9 @@ class Seq2SeqTask(CausalLMTask):
         logits = decoder_logits(model, batch)
         return LOSSES[self.cfg.training.loss_function](logits, batch["labels"]), {}
 
+    def loss_tokens(self, batch: dict) -> int:
+        return int((batch["labels"] != IGNORE_INDEX).sum())  # aligned: every answer token
+
     def loss_weight(self, batch: dict) -> int:
         if self.cfg.training.loss_function == "TokenAveragedCrossEntropy":
             return int((batch["labels"] != IGNORE_INDEX).sum())  # aligned: every answer token
