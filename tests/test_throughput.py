@@ -157,7 +157,7 @@ def test_no_weight_decay_on_norms_and_biases(tiny_model_dir, tmp_path):
 def _train_once(tiny_model_dir, tmp_path, name, **training):
     """One update of a full fine-tune on 8 rows of different lengths; the saved weights."""
     csv = tmp_path / "rows.csv"
-    varied_rows(10, seed=5).to_csv(csv, index=False)
+    varied_rows(16, seed=5).to_csv(csv, index=False)  # half held out for validation: 8 train
     out = tmp_path / name
     cfg = load_cfg(
         tiny_config(
