@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from llm_studio.env import setting_env
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def workdir() -> Path:
     """The folder holding `data/` and `output/`; `H2O_LLM_STUDIO_WORKDIR` moves it."""
-    return Path(os.environ.get("H2O_LLM_STUDIO_WORKDIR", REPO_ROOT)).resolve()
+    return Path(setting_env("H2O_LLM_STUDIO_WORKDIR") or REPO_ROOT).resolve()
 
 
 def models_dir() -> Path:

@@ -40,8 +40,10 @@ LAYERS = {
     # Settings, and the experiment-folder contract that training writes and the UI reads.
     "config": 1,
     "experiments": 1,
-    # Helpers every layer may use: the work directory, atomic writes, the version.
+    # Helpers every layer may use: the work directory, environment settings, atomic writes, the
+    # version.
     "paths": 0,
+    "env": 0,
     "atomic": 0,
     "__init__": 0,
 }

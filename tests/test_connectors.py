@@ -98,7 +98,7 @@ def roots(tmp_path, monkeypatch):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.csv").write_bytes(CSV)
-    monkeypatch.setenv("LLM_STUDIO_LOCAL_ROOTS", f"{root}:{tmp_path / 'also'}")
+    monkeypatch.setenv("H2O_LLM_STUDIO_LOCAL_ROOTS", f"{root}:{tmp_path / 'also'}")
     return root, outside
 
 
@@ -155,7 +155,8 @@ def test_list_dir(roots):
 
 
 def test_default_roots_are_home_and_workdir(tmp_path, monkeypatch):
-    monkeypatch.delenv("LLM_STUDIO_LOCAL_ROOTS", raising=False)
+    for name in ("H2O_LLM_STUDIO_LOCAL_ROOTS", "LLM_STUDIO_LOCAL_ROOTS"):  # the new and old name
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("H2O_LLM_STUDIO_WORKDIR", str(tmp_path / "work"))
     assert local_roots() == [(tmp_path / "home").resolve(), (tmp_path / "work").resolve()]
@@ -335,7 +336,7 @@ def kaggle_server(tmp_path, monkeypatch):
     monkeypatch.delenv("KAGGLE_API_TOKEN", raising=False)
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.delenv("KAGGLE_KEY", raising=False)
-    monkeypatch.setenv("LLM_STUDIO_KAGGLE_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("H2O_LLM_STUDIO_KAGGLE_ENDPOINT", f"http://127.0.0.1:{server.server_port}")
     yield _KaggleStandIn
     server.shutdown()
     server.server_close()

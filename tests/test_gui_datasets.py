@@ -153,7 +153,7 @@ def test_local_import_names_the_allowed_folders_and_keeps_a_refused_path(
     hint = page.get_by_text("Local import reads files only under")
     for root in roots:
         expect(hint).to_contain_text(root)
-    expect(hint).to_contain_text("LLM_STUDIO_LOCAL_ROOTS")
+    expect(hint).to_contain_text("H2O_LLM_STUDIO_LOCAL_ROOTS")
     page.get_by_label("File location").fill(str(outside))
     page.get_by_role("button", name="Continue").click()
     error = page.get_by_text("is outside the allowed folders")

@@ -684,7 +684,7 @@ def test_huge_cells_are_refused_and_previews_cut(service, src, work, records, mo
     assert answer.startswith("xxx") and answer.endswith(configured.eos_token)
     service.discard(staged)
 
-    monkeypatch.setenv("LLM_STUDIO_MAX_CELL_CHARS", "1000")
+    monkeypatch.setenv("H2O_LLM_STUDIO_MAX_CELL_CHARS", "1000")
     pd.DataFrame({"instruction": ["q", "r"], "output": ["a", "y" * 1500]}).to_csv(
         src / "cell.csv", index=False
     )

@@ -152,7 +152,7 @@ def test_foreign_host_is_refused_over_http_and_websocket(app):
     evil = f"evil.example:{port}"
     refused = _raw_http(port, evil)
     assert refused.startswith("HTTP/1.1 403"), refused[:200]
-    assert "LLM_STUDIO_ALLOWED_HOSTS" in refused
+    assert "H2O_LLM_STUDIO_ALLOWED_HOSTS" in refused
     with pytest.raises(websocket.WebSocketBadStatusException) as err:
         websocket.create_connection(
             f"ws://127.0.0.1:{port}/_s/", host=evil, origin=f"http://{evil}", timeout=30
@@ -198,7 +198,7 @@ def test_cross_site_posts_and_smuggled_second_requests_are_refused(app):
 
 
 def test_allowed_hosts_env_admits_listed_names(monkeypatch):
-    """LLM_STUDIO_ALLOWED_HOSTS (for Docker or remote use) lets a listed name in, and only it."""
+    """H2O_LLM_STUDIO_ALLOWED_HOSTS (for Docker or remote use) lets a listed name in, and only it."""
     import asyncio
 
     from llm_studio.ui import host_guard

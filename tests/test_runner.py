@@ -14,9 +14,8 @@ import pytest
 from conftest import pattern_rows, tiny_config, write_yaml
 
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
+from llm_studio.experiments.status import TERMINAL, process_alive
 from llm_studio.runner import DIED, PROCESS_LOG, Runner, RunnerError
-from llm_studio.runner.processes import is_alive
-from llm_studio.runner.runner import TERMINAL
 from llm_studio.store import (
     DatasetRecord,
     ExperimentRecord,
@@ -96,7 +95,7 @@ def lab(tmp_path, monkeypatch, tiny_model_dir):
     yield lab
     # Never leave a training process behind, whatever a test did.
     for record in store.list_experiments():
-        if record.pid and is_alive(record.pid, record.process_start_time):  # ours, not reused
+        if record.pid and process_alive(record.pid, record.process_start_time):  # ours, not reused
             # torchrun's ranks have sessions of their own: the leader's descendants, too.
             for process in run_processes(record.pid):
                 if process.pid == os.getpid():

@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, ClassVar, Mapping
 
 from llm_studio.data.readers import READERS, DataError
+from llm_studio.env import setting_env
 
 # What an import may bring in: the dataframes the readers know, and zip archives of them.
 DATAFRAME_SUFFIXES: tuple[str, ...] = tuple(READERS)
 IMPORT_SUFFIXES: tuple[str, ...] = DATAFRAME_SUFFIXES + (".zip",)
 
 DEFAULT_MAX_BYTES = 10 * 1024**3
-MAX_BYTES_ENV = "LLM_STUDIO_MAX_IMPORT_BYTES"
+MAX_BYTES_ENV = "H2O_LLM_STUDIO_MAX_IMPORT_BYTES"
 CHUNK = 1024 * 1024
 
 
@@ -38,7 +39,7 @@ class Param:
 
 def max_import_bytes() -> int:
     """The most bytes one import may bring in (downloaded or extracted)."""
-    raw = os.environ.get(MAX_BYTES_ENV, "").strip()
+    raw = (setting_env(MAX_BYTES_ENV) or "").strip()
     if not raw:
         return DEFAULT_MAX_BYTES
     try:

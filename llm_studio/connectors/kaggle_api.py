@@ -6,13 +6,12 @@ Accepted:
     kaggle datasets download -d <owner>/<dataset> [-f <file>]
     kaggle competitions download -c <competition> [-f <file>]
 
-`LLM_STUDIO_KAGGLE_ENDPOINT` (or the connector's `endpoint` argument) points the client at
+`H2O_LLM_STUDIO_KAGGLE_ENDPOINT` (or the connector's `endpoint` argument) points the client at
 another host, e.g. a stand-in server in tests; by default it talks to api.kaggle.com.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,8 +29,9 @@ from llm_studio.connectors.base import (
     text_param,
     unique_path,
 )
+from llm_studio.env import setting_env
 
-ENDPOINT_ENV = "LLM_STUDIO_KAGGLE_ENDPOINT"
+ENDPOINT_ENV = "H2O_LLM_STUDIO_KAGGLE_ENDPOINT"
 
 # Letters, digits and the few marks slugs and file names use; anything else (quotes, $, ;, |,
 # &, backticks, redirections, globs, newlines...) is shell syntax we refuse outright.
@@ -136,7 +136,7 @@ class KaggleConnector(Connector):
         key = params.get("key") or ""
         if not isinstance(key, str) or not key.strip():
             raise ConnectorError("Kaggle: the secret key is required")
-        endpoint = (self.endpoint or os.environ.get(ENDPOINT_ENV, "")).strip().rstrip("/")
+        endpoint = (self.endpoint or (setting_env(ENDPOINT_ENV) or "")).strip().rstrip("/")
         if endpoint and not re.match(r"^https?://", endpoint):
             raise ConnectorError(f"Kaggle: endpoint {endpoint!r} must start with http(s)://")
         staging_dir.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 """Local: a file or folder on the server's disk, confined to the allowed roots.
 
 The roots are the user's home and the workdir, or the colon-separated folders in
-`LLM_STUDIO_LOCAL_ROOTS`. Paths are resolved (symlinks and `..` followed) before the check,
+`H2O_LLM_STUDIO_LOCAL_ROOTS`. Paths are resolved (symlinks and `..` followed) before the check,
 so neither a `../` nor a link can reach outside them. The suffix is checked on both a link's
 name and its target (`key.csv -> id_rsa` is not a csv), and only regular files are read (a
 named pipe or device would hang the import).
@@ -23,13 +23,14 @@ from llm_studio.connectors.base import (
     text_param,
     unique_path,
 )
+from llm_studio.env import setting_env
 from llm_studio.paths import workdir
 
-ROOTS_ENV = "LLM_STUDIO_LOCAL_ROOTS"
+ROOTS_ENV = "H2O_LLM_STUDIO_LOCAL_ROOTS"
 
 
 def local_roots() -> list[Path]:
-    raw = os.environ.get(ROOTS_ENV)
+    raw = setting_env(ROOTS_ENV)
     if raw is not None and raw.strip():
         candidates = [Path(p).expanduser() for p in raw.split(":") if p.strip()]
     else:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import codecs
 import csv
-import os
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -20,8 +19,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from llm_studio.env import setting_env
+
 MAX_CELL_CHARS = 1_000_000  # far beyond any backbone's context; keeps memory bounded
-MAX_CELL_ENV = "LLM_STUDIO_MAX_CELL_CHARS"
+MAX_CELL_ENV = "H2O_LLM_STUDIO_MAX_CELL_CHARS"
 SHOWN = 3  # problems named in one message; the rest are counted
 
 
@@ -30,7 +31,7 @@ class DataError(ValueError):
 
 
 def max_cell_chars() -> int:
-    raw = os.environ.get(MAX_CELL_ENV, "").strip()
+    raw = (setting_env(MAX_CELL_ENV) or "").strip()
     if not raw:
         return MAX_CELL_CHARS
     if not raw.isdigit() or int(raw) <= 0:

@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_studio.atomic import write_text_atomic
+from llm_studio.experiments.status import RunState, process_alive
 
-STATES = ("queued", "running", "finished", "failed", "stopped")
+__all__ = ["ChartPoint", "ExperimentFolder", "ExperimentStatus", "RunState", "process_alive"]
 
 
 @dataclass
 class ExperimentStatus:
-    state: str = "queued"
+    state: str = RunState.QUEUED  # read back as the plain string status.json holds
     step: int = 0
     total_steps: int = 0
     epoch: float = 0.0
@@ -107,10 +108,10 @@ class ExperimentFolder:
     def current_status(self) -> ExperimentStatus | None:
         """The status as a watcher should show it: a run whose process is gone is failed."""
         status = self.read_status()
-        if status is None or status.state != "running":
+        if status is None or status.state != RunState.RUNNING:
             return status
         if not process_alive(status.pid, status.pid_start_time):
-            status.state = "failed"
+            status.state = RunState.FAILED
             status.error = status.error or "the training process ended without a word (killed?)"
         return status
 
@@ -154,18 +155,3 @@ class ExperimentFolder:
     # --- insights ---
     def write_json(self, path: Path, data: Any) -> None:
         write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
-
-
-def process_alive(pid: int | None, start_time: float | None) -> bool:
-    """True when process `pid` exists and started at `start_time` (so it is not a reused PID)."""
-    if not pid:
-        return False
-    import psutil
-
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return start_time is None or abs(process.create_time() - start_time) < 1.0
-    except (psutil.NoSuchProcess, psutil.AccessDenied):
-        return False

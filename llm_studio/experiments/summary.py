@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
+from llm_studio.experiments.status import RunState
 
 HIGHER_IS_BETTER = {"BLEU", "GPT", "AUC", "Accuracy"}
 THROUGHPUT = "train/tokens_per_s"  # loss-bearing tokens per second, as training measures it
@@ -50,7 +51,7 @@ class SummaryCache:
         if mtime != entry._status_mtime:
             entry.status = folder.read_status()
             entry._status_mtime = mtime
-        if entry.status is not None and entry.status.state == "running":
+        if entry.status is not None and entry.status.state == RunState.RUNNING:
             entry.status = folder.current_status()  # a dead process reads as failed
         try:
             size = folder.charts_file.stat().st_size

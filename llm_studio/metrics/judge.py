@@ -26,6 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from llm_studio.config.settings import ConfigError
 from llm_studio.data.prompt_format import Conversation
+from llm_studio.env import setting_env
 from llm_studio.paths import prompts_dir
 
 log = logging.getLogger("llm_studio")
@@ -76,7 +77,7 @@ def _public_url(url: str) -> str:
 
 
 def _int_env(name: str, default: int, minimum: int) -> int:
-    raw = os.environ.get(name, "").strip()
+    raw = (setting_env(name) or "").strip()
     if not raw:
         return default
     try:
@@ -94,7 +95,7 @@ def max_rows() -> int:
 
 
 def _timeout() -> float:
-    raw = os.environ.get(ENV_TIMEOUT, "").strip()
+    raw = (setting_env(ENV_TIMEOUT) or "").strip()
     try:
         value = float(raw) if raw else DEFAULT_TIMEOUT_S
     except ValueError:

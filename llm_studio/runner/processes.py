@@ -18,8 +18,7 @@ import time
 
 import psutil
 
-# psutil's create_time is exact to a clock tick; a reused pid starts much later than that.
-START_TIME_TOLERANCE_S = 1.0
+from llm_studio.experiments.status import START_TIME_TOLERANCE_S, process_alive
 
 
 def start_time_of(pid: int) -> float | None:
@@ -28,22 +27,6 @@ def start_time_of(pid: int) -> float | None:
         return psutil.Process(pid).create_time()
     except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
-
-
-def is_alive(pid: int | None, start_time: float | None) -> bool:
-    """True only if `pid` runs, is not a zombie, and started at `start_time`.
-
-    Without a start time nothing can be proven, so the answer is False.
-    """
-    if not pid or start_time is None:
-        return False
-    try:
-        process = psutil.Process(pid)
-        if process.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return abs(process.create_time() - start_time) < START_TIME_TOLERANCE_S
-    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
-        return False
 
 
 def group_members(pgid: int, leader_start_time: float | None = None) -> list[psutil.Process]:
@@ -72,7 +55,7 @@ def group_members(pgid: int, leader_start_time: float | None = None) -> list[psu
 
 def signal_group(pgid: int, sig: int, leader_start_time: float | None) -> None:
     """Send `sig` to every process of the group we started with leader `pgid`."""
-    if is_alive(pgid, leader_start_time):
+    if process_alive(pgid, leader_start_time):
         # The leader is ours and alive, so the group is ours: one atomic signal for all.
         try:
             os.killpg(pgid, sig)
@@ -97,7 +80,7 @@ class RunProcesses:
 
     def refresh(self) -> None:
         """Remember the leader's current descendants."""
-        if not is_alive(self.pid, self.start_time):
+        if not process_alive(self.pid, self.start_time):
             return
         try:
             children = psutil.Process(self.pid).children(recursive=True)

@@ -41,6 +41,7 @@ import yaml
 
 from llm_studio import paths
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
+from llm_studio.experiments.status import ACTIVE, TERMINAL, RunState, process_alive
 from llm_studio.runner import processes
 from llm_studio.runner.run_env import training_environment
 from llm_studio.store.db import (
@@ -58,8 +59,6 @@ PROCESS_LOG = "process.log"
 # A stopped run finishes its step, saves its resume state (and checkpoint) and exits within
 # this; then SIGKILL ends what is left, so a stop reads "stopped" within 10 s either way.
 DEFAULT_STOP_GRACE_S = 8.0
-ACTIVE = ("queued", "running")
-TERMINAL = ("finished", "failed", "stopped")
 
 
 class RunnerError(Exception):
@@ -106,7 +105,7 @@ class _Running:
     def ended(self) -> bool:
         if self.popen is not None:
             return self.popen.poll() is not None
-        return not processes.is_alive(self.pid, self.start_time)
+        return not process_alive(self.pid, self.start_time)
 
     def exit_info(self) -> str:
         return processes.signal_name(self.popen.returncode) if self.popen is not None else ""
@@ -181,17 +180,17 @@ class Runner:
         status = ExperimentFolder(resolve(record.path)).read_status()
         with self._lock:
             if record.id is not None and any(w.experiment_id == record.id for w in self._queue):
-                return "queued"
+                return RunState.QUEUED
             run = self._running.get(record.id) if record.id is not None else None
             stop_requested = run is not None and run.stop_requested
-        state = status.state if status is not None else (record.status or "queued")
-        if state == "running":
-            if processes.is_alive(record.pid, record.process_start_time) or (
-                status is not None and processes.is_alive(status.pid, status.pid_start_time)
+        state = status.state if status is not None else (record.status or RunState.QUEUED)
+        if state == RunState.RUNNING:
+            if process_alive(record.pid, record.process_start_time) or (
+                status is not None and process_alive(status.pid, status.pid_start_time)
             ):
-                return "running"
-            return "stopped" if stop_requested else "failed"
-        return state if state in ACTIVE + TERMINAL else "failed"
+                return RunState.RUNNING
+            return RunState.STOPPED if stop_requested else RunState.FAILED
+        return state if state in ACTIVE | TERMINAL else RunState.FAILED
 
     # --- starting ----------------------------------------------------------------------------
 
@@ -223,9 +222,9 @@ class Runner:
                 raise RunnerError(f"Experiment {record.name!r} is already running or queued.")
             if self._can_start(waiting.resources, ahead=self._queue):
                 self._launch(record, waiting)
-                return "running"
+                return RunState.RUNNING
             self._enqueue(record, waiting)
-            return "queued"
+            return RunState.QUEUED
 
     def start_queued(self) -> list[int]:
         """Start every queued experiment that can run now, in queue order; returns their ids."""
@@ -291,8 +290,10 @@ class Runner:
                 live = _live_process(record, status)
                 if live is not None:
                     self._adopt(record, folder, *live)
-                elif file_state == "running" or (file_state is None and record.status == "running"):
-                    self._mark(record.id, folder, status, "failed", DIED)
+                elif file_state == RunState.RUNNING or (
+                    file_state is None and record.status == RunState.RUNNING
+                ):
+                    self._mark(record.id, folder, status, RunState.FAILED, DIED)
                 elif file_state in TERMINAL:
                     self._set_store_status(record.id, file_state)
                 else:  # queued
@@ -302,7 +303,7 @@ class Runner:
                 try:
                     gpus = self._check_gpus(_config_gpus(_config_file(record)))
                 except RunnerError as err:
-                    self._mark(record.id, None, None, "failed", str(err), record=record)
+                    self._mark(record.id, None, None, RunState.FAILED, str(err), record=record)
                     continue
                 self._queue.append(_Waiting(record.id, gpus, dict(env)))
             self.start_queued()
@@ -320,7 +321,7 @@ class Runner:
                     self._queue.remove(waiting)
                     record = self.store.get_experiment(experiment_id)
                     if record is not None:
-                        self._mark(experiment_id, None, None, "stopped", None, record=record)
+                        self._mark(experiment_id, None, None, RunState.STOPPED, None, record=record)
                     return
             run = self._running.get(experiment_id)
             if run is None:
@@ -331,8 +332,10 @@ class Runner:
                 status = folder.read_status()
                 live = _live_process(record, status)
                 if live is None:
-                    if status is not None and status.state == "queued":  # queued before a restart
-                        self._mark(experiment_id, folder, status, "stopped", None)
+                    if (
+                        status is not None and status.state == RunState.QUEUED
+                    ):  # queued before a restart
+                        self._mark(experiment_id, folder, status, RunState.STOPPED, None)
                     return
                 run = self._adopt(record, folder, *live)
             if run.stop_requested:
@@ -387,7 +390,7 @@ class Runner:
             if record is None:
                 raise NotFoundError(f"No experiment with id {experiment_id}.")
             state = self.state(record)
-            if state in ("queued", "running"):
+            if state in ACTIVE:
                 raise RunnerError(f"{record.name} is {state}; stop it before renaming it.")
             new_name = check_name(new_name, "experiment name")
             if self.store.get_experiment_by_name(new_name) is not None:
@@ -420,9 +423,9 @@ class Runner:
 
     def _enqueue(self, record: ExperimentRecord, waiting: _Waiting) -> None:
         folder = ExperimentFolder(resolve(record.path))
-        folder.write_status(ExperimentStatus(state="queued"))
+        folder.write_status(ExperimentStatus(state=RunState.QUEUED))
         self.store.update_experiment_fields(
-            waiting.experiment_id, status="queued", pid=None, process_start_time=None
+            waiting.experiment_id, status=RunState.QUEUED, pid=None, process_start_time=None
         )
         self._queue.append(waiting)
 
@@ -451,7 +454,7 @@ class Runner:
                 )
         except OSError as err:
             message = f"could not start the training process: {err}"
-            self._mark(record.id, folder, None, "failed", message, record=record)
+            self._mark(record.id, folder, None, RunState.FAILED, message, record=record)
             raise RunnerError(f"Experiment {record.name!r}: {message}.") from err
         start_time = processes.start_time_of(popen.pid)
         run = _Running(record.id, folder, popen.pid, start_time, waiting.gpus, popen=popen)
@@ -459,12 +462,15 @@ class Runner:
         # train.py overwrites this with its own pid once it runs (a worker's, under torchrun).
         folder.write_status(
             ExperimentStatus(
-                state="running", pid=popen.pid, pid_start_time=start_time, started_at=time.time()
+                state=RunState.RUNNING,
+                pid=popen.pid,
+                pid_start_time=start_time,
+                started_at=time.time(),
             )
         )
         try:
             self.store.update_experiment_fields(
-                record.id, status="running", pid=popen.pid, process_start_time=start_time
+                record.id, status=RunState.RUNNING, pid=popen.pid, process_start_time=start_time
             )
         except NotFoundError:
             pass  # deleted meanwhile: the next poll() still reaps the process
@@ -480,9 +486,9 @@ class Runner:
             gpus = ()
         run = _Running(record.id, folder, pid, start_time, gpus)
         self._running[record.id] = run
-        if record.status != "running" or record.pid != pid:
+        if record.status != RunState.RUNNING or record.pid != pid:
             self.store.update_experiment_fields(
-                record.id, status="running", pid=pid, process_start_time=start_time
+                record.id, status=RunState.RUNNING, pid=pid, process_start_time=start_time
             )
         return run
 
@@ -496,10 +502,10 @@ class Runner:
         status = run.folder.read_status()
         if status is None or status.state in ACTIVE:
             if run.stop_requested:
-                final, error = "stopped", None
+                final, error = RunState.STOPPED, None
             else:
                 info = run.exit_info()
-                final = "failed"
+                final = RunState.FAILED
                 error = f"{DIED}{': ' + info if info else ''}; see {PROCESS_LOG} and logs.log"
             self._mark(run.experiment_id, run.folder, status, final, error)
         else:
@@ -521,7 +527,7 @@ class Runner:
         if folder is not None and folder.path.is_dir():
             status = status or folder.read_status() or ExperimentStatus()
             status.state = state
-            status.error = error if state == "failed" else None
+            status.error = error if state == RunState.FAILED else None
             folder.write_status(status)
         self._set_store_status(experiment_id, state)
 
@@ -594,9 +600,9 @@ def _live_process(
     record: ExperimentRecord, status: ExperimentStatus | None
 ) -> tuple[int, float] | None:
     """(group leader pid, start time) of the experiment's live process, if any."""
-    if processes.is_alive(record.pid, record.process_start_time):
+    if process_alive(record.pid, record.process_start_time):
         return record.pid, record.process_start_time
-    if status is not None and processes.is_alive(status.pid, status.pid_start_time):
+    if status is not None and process_alive(status.pid, status.pid_start_time):
         # status.json may name a torchrun worker; its group leader is the process to watch.
         try:
             leader = os.getpgid(status.pid)

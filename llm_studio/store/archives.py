@@ -10,7 +10,6 @@ of problem with its first few members and a count.
 
 from __future__ import annotations
 
-import os
 import re
 import stat
 import zipfile
@@ -28,9 +27,10 @@ from llm_studio.connectors.base import (
     unique_path,
 )
 from llm_studio.data.readers import DataError, listing
+from llm_studio.env import setting_env
 
-RATIO_ENV = "LLM_STUDIO_MAX_ZIP_RATIO"
-MEMBERS_ENV = "LLM_STUDIO_MAX_ZIP_MEMBERS"
+RATIO_ENV = "H2O_LLM_STUDIO_MAX_ZIP_RATIO"
+MEMBERS_ENV = "H2O_LLM_STUDIO_MAX_ZIP_MEMBERS"
 NAME_MAX_BYTES = 255  # the longest file name Linux file systems take
 
 
@@ -51,7 +51,7 @@ class ImportLimits:
     @classmethod
     def from_env(cls) -> ImportLimits:
         def number(env: str, default: float, kind: type) -> Any:
-            raw = os.environ.get(env, "").strip()
+            raw = (setting_env(env) or "").strip()
             if not raw:
                 return default
             try:

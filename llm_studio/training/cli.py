@@ -25,6 +25,7 @@ from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
 from llm_studio.data.readers import DataError
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
+from llm_studio.experiments.status import RunState
 
 log = logging.getLogger("llm_studio")
 
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     main_rank = not rank  # rank 0, or the only process
 
     status = ExperimentStatus(
-        state="running",
+        state=RunState.RUNNING,
         pid=os.getpid(),
         pid_start_time=_process_start_time(),
         started_at=time.time(),
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
         status = run_experiment(cfg, status, stop, resume=args.resume)
-        return 0 if status.state == "finished" else 130
+        return 0 if status.state == RunState.FINISHED else 130
     except USER_ERRORS as exc:
         message = str(exc)
         return _fail(folder, args.yaml, overrides, status, message, None, rank, log_start)
@@ -174,7 +175,7 @@ def _fail(folder, yaml_path, overrides, status, message, detail, rank, log_start
             folder.path.mkdir(parents=True, exist_ok=True)
             if not rank:  # rank 0, or the only process
                 other = _first_rank_error(folder.logs, log_start) if rank == 0 else None
-                status.state, status.error = "failed", other or message
+                status.state, status.error = RunState.FAILED, other or message
                 folder.write_status(status)
             tag = "" if rank is None else f"[rank {rank}] "
             with open(folder.logs, "a", encoding="utf-8") as fh:

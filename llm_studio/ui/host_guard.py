@@ -4,7 +4,7 @@ After rebinding, a page of `evil.example` talks to our port with `Host: evil.exa
 a matching `Origin`; waved only compares the two, so it accepts. waved has no host check of its
 own, so this proxy listens on the public address, reads the request head, and splices the
 connection to waved (on a private loopback port) only when the host, and the `Origin` if the
-browser sent one, is a loopback name or one the user listed in LLM_STUDIO_ALLOWED_HOSTS. The
+browser sent one, is a loopback name or one the user listed in H2O_LLM_STUDIO_ALLOWED_HOSTS. The
 `Origin` check also refuses cross-site form posts (e.g. uploads) from any other page.
 
 Every plain HTTP request is passed on with `Connection: close`, so a connection carries exactly
@@ -15,18 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import os
 import socket
 from urllib.parse import urlsplit
 
-ALLOWED_HOSTS_ENV = "LLM_STUDIO_ALLOWED_HOSTS"
+from llm_studio.env import setting_env
+
+ALLOWED_HOSTS_ENV = "H2O_LLM_STUDIO_ALLOWED_HOSTS"
 LOOPBACK_NAMES = frozenset({"localhost"})
 MAX_HEAD = 64 * 1024  # bytes of request head before we give up on a connection
 
 
 def allowed_hosts(environ: dict[str, str] | None = None) -> frozenset[str]:
-    """The extra host names (lower case, no port) from LLM_STUDIO_ALLOWED_HOSTS; "*" allows any."""
-    raw = (environ if environ is not None else os.environ).get(ALLOWED_HOSTS_ENV, "")
+    """The extra host names (lower case, no port) from H2O_LLM_STUDIO_ALLOWED_HOSTS; "*" allows any."""
+    raw = setting_env(ALLOWED_HOSTS_ENV, environ) or ""
     return frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
 
 

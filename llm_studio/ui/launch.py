@@ -31,6 +31,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from llm_studio.env import setting_env
 from llm_studio.paths import REPO_ROOT, workdir
 from llm_studio.ui import host_guard
 
@@ -393,8 +394,10 @@ def stop(timeout: float = 60.0) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Start or stop the LLM Studio GUI.")
     parser.add_argument("command", choices=("start", "stop"))
-    parser.add_argument("--host", default=os.environ.get("LLM_STUDIO_HOST", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("LLM_STUDIO_PORT", 10101)))
+    parser.add_argument("--host", default=setting_env("H2O_LLM_STUDIO_HOST") or "127.0.0.1")
+    parser.add_argument(
+        "--port", type=int, default=int(setting_env("H2O_LLM_STUDIO_PORT") or 10101)
+    )
     args = parser.parse_args(argv)
     if args.command == "stop":
         print(stop(), flush=True)

@@ -29,6 +29,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError, field_types, spec_of
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.experiments.status import ACTIVE, RunState
 from llm_studio.store import resolve
 from llm_studio.ui import layout, safe_text
 from llm_studio.ui.pages import experiment_view
@@ -71,7 +72,7 @@ def unavailable_reason(record) -> str | None:
             "not text."
         )
     state = app_runner().state(record)
-    if state in ("queued", "running"):
+    if state in ACTIVE:
         return f"Chat becomes available when the experiment has finished (it is {state})."
     if not (ExperimentFolder(resolve(record.path)).checkpoint_dir / "config.json").is_file():
         if getattr(cfg.training, "save_checkpoint", "") == "disable":
@@ -370,7 +371,7 @@ async def _load(q: Q, st: ChatState):
             busy = [
                 r.name
                 for r in store.list_experiments()
-                if r.id != record.id and app_runner().state(r) == "running"
+                if r.id != record.id and app_runner().state(r) == RunState.RUNNING
             ]
             if busy:
                 raise ConfigError(

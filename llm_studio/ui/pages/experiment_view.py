@@ -12,6 +12,7 @@ from h2o_wave import Q, on, ui
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
+from llm_studio.experiments.status import RunState
 from llm_studio.store import Store, StoreError
 from llm_studio.ui import layout, safe_text
 from llm_studio.ui.pages import experiments
@@ -108,7 +109,7 @@ def _read_tab(record, tab: str, seen_before: tuple) -> tuple | None:
     """Follow the run (in a worker thread): (folder state, title, tab cards), or None while
     nothing changed, so nothing is sent."""
     seen = _folder_state(record)
-    ticking = tab == "summary" and seen[0] == "running"  # its run time goes on
+    ticking = tab == "summary" and seen[0] == RunState.RUNNING  # its run time goes on
     if seen == seen_before and not ticking:
         return None
     return (seen, *_tab_content(record, tab))
@@ -167,7 +168,7 @@ def _run_time(status) -> str:
     """h:mm:ss from the start to the last status write (to now while it runs)."""
     if status is None or status.started_at is None:
         return "—"
-    end = time.time() if status.state == "running" else status.updated_at
+    end = time.time() if status.state == RunState.RUNNING else status.updated_at
     hours, seconds = divmod(int(max(0.0, end - status.started_at)), 3600)
     return f"{hours}:{seconds // 60:02d}:{seconds % 60:02d}"
 

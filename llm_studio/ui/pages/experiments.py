@@ -14,6 +14,7 @@ from h2o_wave import Q, on, ui
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
+from llm_studio.experiments.status import RunState
 from llm_studio.experiments.summary import SummaryCache
 from llm_studio.ui import layout, safe_text
 from llm_studio.ui.state import app_runner, client_state
@@ -47,7 +48,7 @@ def _row(record, datasets: dict) -> ui.TableRow:
     metric = _metric_of(record.config_file or str(Path(record.path) / "cfg.yaml"))
     best = summary.best_of(metric)
     eta = ""
-    if status and status.eta_seconds and state == "running":
+    if status and status.eta_seconds and state == RunState.RUNNING:
         eta = time.strftime("%H:%M:%S", time.gmtime(status.eta_seconds))
     return ui.table_row(
         name=str(record.id),

@@ -7,6 +7,7 @@ import shutil
 import psutil
 from h2o_wave import Q, on, ui
 
+from llm_studio.experiments.status import RunState
 from llm_studio.paths import workdir
 from llm_studio.ui import layout
 from llm_studio.ui.state import client_state
@@ -79,4 +80,4 @@ def _is_running(experiment) -> bool:
     from llm_studio.experiments.folder import ExperimentFolder
 
     status = ExperimentFolder(experiment.path).current_status()
-    return status is not None and status.state == "running"
+    return status is not None and status.state == RunState.RUNNING
