@@ -41,8 +41,9 @@ LAYERS = {
     "config": 1,
     "experiments": 1,
     # Helpers every layer may use: the work directory, environment settings, atomic writes, the
-    # version.
+    # one name rule (folders and Hub repos), the version.
     "paths": 0,
+    "names": 0,
     "env": 0,
     "atomic": 0,
     "__init__": 0,

@@ -575,3 +575,23 @@ def test_number_of_workers_defaults_from_the_cpu_cores_and_a_bigger_machines_cfg
     assert cfg.environment.number_of_workers == 1, "a cfg.yaml without the key: this machine's"
     doc = (REPO / "docs" / "settings.md").read_text()
     assert "| `environment.number_of_workers` | half the CPU cores, 1 to 8 |" in doc
+
+
+def test_backbone_dtype_defaults_to_int4_on_a_gpu_and_float32_on_a_cpu(tmp_path, monkeypatch):
+    """A newcomer on a CPU who clicked Run got int4 and a 10-hour ETA: bitsandbytes' CPU 4-bit
+    path is far slower than float32. The guide's int4 stays the default where a GPU is."""
+    from llm_studio.config import sections
+
+    monkeypatch.setattr(sections, "has_cuda_gpu", lambda: False)
+    assert CausalLMConfig().architecture.backbone_dtype == "float32"
+    monkeypatch.setattr(sections, "has_cuda_gpu", lambda: True)
+    gpu = CausalLMConfig()
+    assert gpu.architecture.backbone_dtype == "int4"
+    save_config(gpu, tmp_path / "cfg.yaml")
+    monkeypatch.setattr(sections, "has_cuda_gpu", lambda: False)
+    cfg, _ = load_config(tmp_path / "cfg.yaml")  # saved on a GPU machine, loaded on a CPU one
+    assert cfg.architecture.backbone_dtype == "int4", "a saved value is kept"
+    doc = (REPO / "docs" / "settings.md").read_text()
+    assert (
+        "| `architecture.backbone_dtype` | int4 with a GPU, float32 on a CPU-only machine |" in doc
+    )

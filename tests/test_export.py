@@ -226,7 +226,9 @@ def test_no_checkpoint_is_a_clear_error(trained, tmp_path):
     assert not (tmp_path / "out.zip").exists()
 
     running = experiment_without_model(trained, tmp_path / "running")
-    ExperimentFolder(running).write_status(ExperimentStatus(state="running", pid=os.getpid()))
+    ExperimentFolder(running).write_status(
+        ExperimentStatus(state="running", pid=os.getpid(), pid_start_time=_own_start_time())
+    )
     with pytest.raises(CheckpointUnavailable, match="not saved a checkpoint yet"):
         build_model_zip(running, tmp_path / "out.zip")
 
@@ -455,3 +457,10 @@ def run_cli_env(env: dict, *args: str):
         text=True,
         timeout=120,
     )
+
+
+def _own_start_time() -> float:
+    """This process's start time, as train.py records its own (a PID alone reads as ended)."""
+    import psutil
+
+    return psutil.Process().create_time()

@@ -31,7 +31,7 @@ QUESTION = "Repeat red 2 times."
 LEARNING_RATES = {"chat-lr-high": 0.01, "chat-lr-low": 0.001}
 SMOLLM2 = "smollm2-chat"
 # A valid name that markdown would garble (`_v2_` as emphasis, "–" for "--"); ".." is not
-# allowed in names (llm_studio/store/names.py).
+# allowed in names (llm_studio/names.py).
 NO_CHECKPOINT = "no-checkpoint_v2_--old"
 
 

@@ -29,7 +29,7 @@ from gui_harness import (
 )
 from test_gui_experiments import choose, run, select_rows
 
-from llm_studio.config.sections import default_number_of_workers
+from llm_studio.config.sections import default_backbone_dtype, default_number_of_workers
 from llm_studio.experiments.folder import ExperimentFolder
 
 pytestmark = pytest.mark.slow
@@ -100,7 +100,7 @@ def test_runs_with_the_form_defaults_stop_as_stopped_within_10_s(tmp_path, tiny_
         start_with_defaults(page, url, "stop-button", tiny_model_dir)
         cfg = yaml.safe_load((user / "stop-button" / "cfg.yaml").read_text())
         assert cfg["environment"]["number_of_workers"] == workers
-        assert cfg["architecture"]["backbone_dtype"] == "int4", "the form's default dtype"
+        assert cfg["architecture"]["backbone_dtype"] == default_backbone_dtype(), "form default"
         folder = ExperimentFolder(user / "stop-button")
         processes = training_with_workers(folder, workers)
         select_rows(page, "stop-button")

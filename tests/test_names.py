@@ -1,4 +1,4 @@
-"""One name rule for datasets, experiments and Hub repos (`llm_studio.store.names`): the same
+"""One name rule for datasets, experiments and Hub repos (`llm_studio.names`): the same
 name is accepted or refused the same way everywhere; the Hub only adds limits of its own."""
 
 from __future__ import annotations

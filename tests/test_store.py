@@ -103,10 +103,10 @@ def test_store_imports_nothing_heavy():
     assert json.loads(out.stdout) == [
         "llm_studio",
         "llm_studio.env",  # reads H2O_LLM_STUDIO_WORKDIR; the standard library only
+        "llm_studio.names",  # the one name rule; the standard library only
         "llm_studio.paths",
         "llm_studio.store",
         "llm_studio.store.db",
-        "llm_studio.store.names",
     ]
 
 

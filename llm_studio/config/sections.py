@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 from llm_studio.config.settings import MachineDefault, setting
@@ -130,10 +131,26 @@ class TokenizerSection:
     )
 
 
+def has_cuda_gpu() -> bool:
+    """Whether the NVIDIA driver lists a GPU, read from /proc: the config layer (and so the UI
+    process) must not import torch to know it."""
+    gpus = Path("/proc/driver/nvidia/gpus")
+    return gpus.is_dir() and any(gpus.iterdir())
+
+
+def default_backbone_dtype() -> str:
+    """The guide's int4 where it pays, on a GPU. On a CPU, bitsandbytes' 4-bit kernels make a
+    step many times slower than float32 (the default demo showed a 10-hour ETA), and the CPU
+    computes in float32 anyway."""
+    return "int4" if has_cuda_gpu() else "float32"
+
+
 @dataclass
 class ArchitectureSection:
     backbone_dtype: str = setting(
-        "int4", choices=DTYPES, tip="Data type of the backbone's weights; int8/int4 quantize."
+        MachineDefault(default_backbone_dtype, "int4 with a GPU, float32 on a CPU-only machine"),
+        choices=DTYPES,
+        tip="Data type of the backbone's weights; int8/int4 quantize (memory for speed).",
     )
     gradient_checkpointing: bool = setting(
         True, tip="Recompute activations in the backward pass: less memory, slower steps."

@@ -18,14 +18,14 @@ import re
 from pathlib import Path
 
 from llm_studio.export.package import ExportError, Progress, model_entries, require_checkpoint
-from llm_studio.store.names import name_problem
+from llm_studio.names import name_problem
 
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 COMMIT_MESSAGE = "Upload model trained with LLM Studio"
 # What the Hub asks of user, organization and repo names on top of the store's name rule
-# (`llm_studio.store.names`): no spaces, a letter or digit first, no '-' or '.' last, no '--',
+# (`llm_studio.names`): no spaces, a letter or digit first, no '-' or '.' last, no '--',
 # at most 96 characters.
 _HUB_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?")
 HUB_MAX_NAME_LENGTH = 96

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from llm_studio import paths
-from llm_studio.store.names import name_problem
+from llm_studio.names import name_problem
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -112,7 +112,7 @@ _FLOAT_FIELDS = {"created_at", "process_start_time"}
 
 
 def check_name(name: object, kind: str = "name") -> str:
-    """Return `name` if it is one safe path segment (`llm_studio.store.names`), else raise
+    """Return `name` if it is one safe path segment (`llm_studio.names`), else raise
     InvalidNameError saying why."""
     problem = name_problem(name)
     if problem is not None:

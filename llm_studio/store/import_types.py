@@ -13,7 +13,7 @@ from typing import Any, Protocol
 from llm_studio.config.problem_types import BaseConfig
 from llm_studio.connectors.base import DATAFRAME_SUFFIXES
 from llm_studio.data.readers import DataError
-from llm_studio.store.names import name_problem
+from llm_studio.names import name_problem
 
 CONFIG_FILE = "cfg.yaml"
 PENDING_MARKER = ".record-pending"  # in a dataset folder whose record is being added or removed
@@ -32,7 +32,7 @@ class DatasetImportError(DataError):
 
 
 def validate_dataset_name(name: Any) -> str:
-    """`name` if it is a valid dataset name (the store's one rule, `llm_studio.store.names`);
+    """`name` if it is a valid dataset name (the store's one rule, `llm_studio.names`);
     else a DatasetImportError saying why."""
     problem = name_problem(name)
     if problem is not None:
