@@ -41,7 +41,7 @@ folder = experiment_dir("docker-stop")
 folder.mkdir(parents=True)
 cfg = yaml.safe_load(Path("examples/example_demo.yaml").read_text())
 cfg.update(llm_backbone="{TINY}", output_directory=str(folder), experiment_name="docker-stop")
-cfg["training"]["epochs"] = 500
+cfg["training"]["epochs"] = 100
 cfg["dataset"]["data_sample"] = 1.0
 (folder / "cfg.yaml").write_text(yaml.safe_dump(cfg))
 record = store.add_experiment(ExperimentRecord(
