@@ -61,10 +61,13 @@ COPY examples /workspace/examples
 COPY prompts /workspace/prompts
 COPY docs /workspace/docs
 
+# waved keeps uploads in its data dir, by default ./data of its working directory (/opt/venv,
+# read-only here): put it in the mounted data/.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     LLM_STUDIO_HOST=0.0.0.0 \
-    H2O_WAVE_LISTEN=0.0.0.0:10101
+    H2O_WAVE_LISTEN=0.0.0.0:10101 \
+    H2O_WAVE_DATA_DIR=/workspace/data/waved
 
 USER ${LLMSTUDIO_UID}
 WORKDIR /workspace

@@ -157,15 +157,15 @@ chown "$UID_IN_IMAGE:$UID_IN_IMAGE" "$WORK/data" "$WORK/output" "$WORK/cache" 2>
     || chmod 777 "$WORK/data" "$WORK/output" "$WORK/cache"
 gpu=()
 command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1 && gpu=(--runtime=nvidia)
-log "docker run ${gpu[*]} --init --shm-size=2g -p $PORT:10101 -v data -v output -v cache $IMAGE"
+log "docker run ${gpu[*]} --shm-size=64g --init -p $PORT:10101 -v data -v output -v .cache $IMAGE"
 docker run -d --name "$CONTAINER" "${gpu[@]}" \
-    --shm-size=2g --init \
+    --shm-size=64g --init \
     -p "$PORT:10101" \
     -v "$WORK/data:/workspace/data" \
     -v "$WORK/output:/workspace/output" \
     -v "$WORK/cache:/home/llmstudio/.cache" \
     "$IMAGE" >/dev/null
-up() { curl -fsS -o /dev/null "http://localhost:$PORT/"; }
+up() { curl -fsS -o /dev/null "http://localhost:$PORT/" 2>/dev/null; }
 deadline=$((SECONDS + 120))
 until up; do
     [[ $(docker inspect -f '{{.State.Running}}' "$CONTAINER") == true ]] \

@@ -66,6 +66,10 @@ def main() -> int:
     if problem:
         print(problem, file=sys.stderr, flush=True)
         return 1
+    # Imported now, not when docker's 10 s are already running.
+    import llm_studio.runner  # noqa: F401
+    import llm_studio.store.db  # noqa: F401
+
     launcher = subprocess.Popen([sys.executable, "-m", "llm_studio.ui.launch", "start"])
     stopping: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
