@@ -165,12 +165,17 @@ docker run -d --name "$CONTAINER" "${gpu[@]}" \
     -v "$WORK/output:/workspace/output" \
     -v "$WORK/cache:/home/llmstudio/.cache" \
     "$IMAGE" >/dev/null
-up() { curl -fsS -o /dev/null "http://localhost:$PORT/" 2>/dev/null; }
-deadline=$((SECONDS + 120))
+# The launcher says "LLM Studio is at" once waved and the app both listen; a browser that comes
+# earlier can make waved drop the app.
+up() {
+    docker logs "$CONTAINER" 2>&1 | grep -q "LLM Studio is at" \
+        && curl -fsS -o /dev/null "http://localhost:$PORT/" 2>/dev/null
+}
+deadline=$((SECONDS + 180))
 until up; do
     [[ $(docker inspect -f '{{.State.Running}}' "$CONTAINER") == true ]] \
         || { docker logs "$CONTAINER" 2>&1 | tail -30; die "the container exited"; }
-    ((SECONDS < deadline)) || { docker logs "$CONTAINER" 2>&1 | tail -30; die "no answer on :$PORT in 120s"; }
+    ((SECONDS < deadline)) || { docker logs "$CONTAINER" 2>&1 | tail -30; die "the GUI did not start within 180s"; }
     sleep 1
 done
 log "the GUI answers on http://localhost:$PORT"
