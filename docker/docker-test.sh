@@ -168,7 +168,7 @@ docker run -d --name "$CONTAINER" "${gpu[@]}" \
 # The launcher says "LLM Studio is at" once waved and the app both listen; a browser that comes
 # earlier can make waved drop the app.
 up() {
-    docker logs "$CONTAINER" 2>&1 | grep -q "LLM Studio is at" \
+    [[ $(docker logs "$CONTAINER" 2>&1) == *"LLM Studio is at"* ]] \
         && curl -fsS -o /dev/null "http://localhost:$PORT/" 2>/dev/null
 }
 deadline=$((SECONDS + 180))
