@@ -7,7 +7,7 @@ SETUP_STAMP := $(VENV)/.setup-stamp
 DEMO_CONFIG := examples/example_demo.yaml
 DEMO_OUTPUT := output/user/demo
 
-.PHONY: setup lint format test llmstudio stop-llmstudio demo shell bench browser
+.PHONY: setup lint format test llmstudio stop-llmstudio demo shell bench browser docker-build docker-test
 
 # Re-installs only when a requirements file is newer than the stamp.
 setup: $(SETUP_STAMP)
@@ -27,6 +27,8 @@ $(SETUP_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/actionlint .github/workflows/*.yml
 
 format:
 	$(BIN)/ruff format .
@@ -66,4 +68,15 @@ bench: setup
 	$(BIN)/python bench/bench_sessions.py
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_hf_trainer.py
-	$(BIN)/python bench/bench_hf_trainer.py --model data/models/HuggingFaceTB/SmolLM2-135M-Instruct
+	$(BIN)/python bench/bench_hf_trainer.py --model .models/HuggingFaceTB/SmolLM2-135M-Instruct
+
+# The Docker image, as the README's Docker section builds it. BASE_IMAGE=<image> builds on another
+# base (the Dockerfile's default is a public Debian image with Python 3.11).
+IMAGE ?= h2o-llmstudio
+docker-build:
+	docker build -t $(IMAGE) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
+
+# Builds the image on this machine (from nothing: installs docker.io, starts dockerd, makes a
+# Debian base image) and checks the guide's `docker run` in chromium; stops what it started.
+docker-test: setup browser
+	docker/docker-test.sh

@@ -10,7 +10,7 @@ ratio, each side's validation loss on the same held-out rows, and train.py's val
 The two sides run back to back in this one process (the order alternates between repeats).
 
     .venv/bin/python bench/bench_hf_trainer.py                  # 18.6M-parameter Llama
-    .venv/bin/python bench/bench_hf_trainer.py --model data/models/HuggingFaceTB/SmolLM2-135M-Instruct
+    .venv/bin/python bench/bench_hf_trainer.py --model .models/HuggingFaceTB/SmolLM2-135M-Instruct
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from llm_studio.config.problem_types import PROBLEM_TYPES  # noqa: E402
 from llm_studio.config.yaml_io import from_dict, to_dict  # noqa: E402
 from llm_studio.data.tokenization import IGNORE_INDEX  # noqa: E402
 
-DEFAULT_BACKBONE = ROOT / "data" / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
+DEFAULT_BACKBONE = ROOT / ".models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
 WORDS = (
     "time year people way day man thing woman life child world school state family student "
     "group country problem hand part place case week company system program question work "

