@@ -108,7 +108,7 @@ def test_plan_expands_a_grid_into_named_combinations(store):
 
 def test_plan_refuses_taken_and_invalid_names_saying_which(store, dataset):
     store.add_experiment(record(dataset, "taken"))
-    with pytest.raises(ConfigError, match="'taken' is taken"):
+    with pytest.raises(ConfigError, match="^Experiment name 'taken' is taken; choose another.$"):
         experiments_service.plan(store, config("taken"), None, gpu_count=0)
     experiment_dir("on-disk").mkdir(parents=True)  # a folder left without a record
     with pytest.raises(ConfigError, match="'on-disk' is taken"):

@@ -184,7 +184,9 @@ def test_model_flow(tmp_path, tiny_model_dir):
         select_rows(page, "gui-first", "gui-long")
         page.get_by_role("button", name="Delete experiments").click()
         dialog = page.get_by_role("dialog")
-        dialog.get_by_text("Delete 2 experiment(s)").wait_for(timeout=30_000)
+        question = dialog.get_by_text("and their folders?")  # naming both
+        question.wait_for(timeout=30_000)
+        assert "gui-first" in question.inner_text() and "gui-long" in question.inner_text()
         screenshot(page, "experiments_delete_dialog")
         dialog.get_by_role("button", name="Delete", exact=True).click()
         wait_for_text(page, "Deleted 2 experiment(s)", 60)

@@ -110,7 +110,7 @@ def test_row_menu_new_stop_rename_delete(tmp_path, tiny_model_dir):
         # Delete the copy from its menu: the bulk delete's confirmation, then row and folder go.
         menu(page, copy, "Delete experiment")
         dialog = page.get_by_role("dialog")
-        dialog.get_by_text("Delete 1 experiment(s)").wait_for(timeout=30_000)
+        dialog.get_by_text(f"Delete experiment {copy} and its folder?").wait_for(timeout=30_000)
         screenshot(page, "kebab_delete_dialog")
         dialog.get_by_role("button", name="Delete", exact=True).click()
         wait_for_text(page, "Deleted 1 experiment(s)", 60)

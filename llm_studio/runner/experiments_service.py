@@ -75,7 +75,7 @@ def plan(store: Store, cfg, grid: Mapping[str, str] | None, gpu_count: int) -> E
     for one in configs:
         folder = experiment_dir(one.experiment_name)
         if store.get_experiment_by_name(one.experiment_name) or folder.exists():
-            raise ConfigError(f"experiment_name: {one.experiment_name!r} is taken")
+            raise ConfigError(f"Experiment name {one.experiment_name!r} is taken; choose another.")
         one.output_directory = str(folder)
         folders.append(folder)
     result = check_combinations(configs, gpu_count=gpu_count)

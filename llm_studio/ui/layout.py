@@ -27,6 +27,8 @@ NAV = (
 
 # Cards of the main zone that the next page replaces.
 MAIN_CARDS = "main_cards"
+# Set while a page's notification bar is up: the next page takes it down.
+NOTIFICATION_SHOWN = "notification_shown"
 
 
 def frame(q: Q) -> None:
@@ -70,6 +72,7 @@ def show(q: Q, cards: dict) -> None:
     Leaving a page ends its refresh loop here, so no loop outlives its page to draw cards on
     the next one; a live page starts its loop again after showing itself."""
     stop_refresh(q)
+    clear_notification(q)
     for name in q.client[MAIN_CARDS] or []:
         del q.page[name]
     for name, card in cards.items():
@@ -89,6 +92,14 @@ def update(q: Q, cards: dict, keep: tuple[str, ...] = ()) -> None:
     for name, card in cards.items():
         q.page[name] = card
     q.client[MAIN_CARDS] = [n for n in shown if n in keep] + list(cards)
+
+
+def clear_notification(q: Q) -> None:
+    """Take down a page's notification bar (e.g. a download's), so it does not re-show on the
+    page the user goes to next."""
+    if q.client[NOTIFICATION_SHOWN]:
+        q.page["meta"].notification_bar = None
+        q.client[NOTIFICATION_SHOWN] = False
 
 
 def stop_refresh(q: Q) -> None:

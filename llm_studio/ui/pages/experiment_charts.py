@@ -26,6 +26,17 @@ def rounded(value: float) -> float:
 
 def _specification(chart: str, splits: list[str]) -> str:
     colours = [SPLIT_COLOURS.get(s, "#7f7f7f") for s in splits]
+    # Validation as points too: with the default one validation per epoch, its series is a
+    # single point, which a line alone does not draw.
+    return specification(chart, "split", splits, colours, "datum.split != 'train'")
+
+
+def specification(
+    title: str, colour_field: str, domain: list[str], colours: list[str], points: str = "true"
+) -> str:
+    """A Vega-Lite line chart of (step, value, `colour_field`) rows, a colour per `domain`
+    entry, axes in rounded numbers; the rows matching the `points` expression also as points.
+    Compare experiments draws its charts with it too."""
     return json.dumps(
         {
             "height": 240,
@@ -34,30 +45,28 @@ def _specification(chart: str, splits: list[str]) -> str:
                 "y": {
                     "field": "value",
                     "type": "quantitative",
-                    "title": chart,
+                    "title": title,
                     "scale": {"zero": False},
                     "axis": {"format": AXIS_FORMAT},
                 },
                 "color": {
-                    "field": "split",
+                    "field": colour_field,
                     "type": "nominal",
                     "title": None,
-                    "scale": {"domain": splits, "range": colours},
+                    "scale": {"domain": domain, "range": colours},
                     "legend": {"orient": "bottom"},
                 },
                 "tooltip": [
-                    {"field": "split", "type": "nominal"},
+                    {"field": colour_field, "type": "nominal"},
                     {"field": "step", "type": "quantitative"},
                     {"field": "value", "type": "quantitative", "format": ",.6~g"},
                 ],
             },
             "layer": [
                 {"mark": {"type": "line"}},
-                # Validation as points too: with the default one validation per epoch, its
-                # series is a single point, which a line alone does not draw.
                 {
                     "mark": {"type": "point", "filled": True, "size": 60},
-                    "transform": [{"filter": "datum.split != 'train'"}],
+                    "transform": [{"filter": points}],
                 },
             ],
         }

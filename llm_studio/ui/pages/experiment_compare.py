@@ -11,6 +11,7 @@ from llm_studio.config.yaml_io import load_config, to_dict
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.store import resolve
 from llm_studio.ui import layout, safe_text
+from llm_studio.ui.pages.experiment_charts import rounded, specification
 from llm_studio.ui.state import app_runner, client_state
 
 PAGE = "experiments/compare"
@@ -143,17 +144,19 @@ def chart_cards(records) -> dict:
             )
         }
     cards = {}
+    names = [r.name for r in records]
+    colours = [COLORS.split()[i % len(COLORS.split())] for i in range(len(names))]
     for number, (name, rows) in enumerate(series.items()):
-        marks = [
-            ui.mark(type=kind, x="=step", y="=value", color="=experiment", color_range=COLORS,
-                    x_title="step", y_title=name.split("/")[-1])
-            for kind in ("line", "point")
-        ]  # fmt: skip
-        cards[f"compare_chart_{number}"] = ui.plot_card(
-            box=ui.box("main", height="300px"),
+        # Vega-Lite as on an experiment's Charts tab: Wave's plot prints tick arithmetic
+        # (6.299999999999999) on its axes.
+        cards[f"compare_chart_{number}"] = ui.vega_card(
+            box=ui.box("main", height="330px"),
             title=name,
-            data=data(fields=["step", "value", "experiment"], rows=[list(r) for r in rows]),
-            plot=ui.plot(marks),
+            specification=specification(name.split("/")[-1], "experiment", names, colours),
+            data=data(
+                fields=["step", "value", "experiment"],
+                rows=[[step, rounded(value), who] for step, value, who in rows],
+            ),
         )
     cards["compare_summary"] = ui.form_card(
         box="main", title="Last values", items=[ui.text(summary_table(records, series))]

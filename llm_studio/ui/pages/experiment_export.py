@@ -12,6 +12,7 @@ from pathlib import Path
 
 from h2o_wave import Q, on, ui
 
+from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.ui import layout, safe_text, secrets, wave_files
 from llm_studio.ui.state import client_state
 
@@ -25,14 +26,55 @@ DOWNLOADS = {
 }
 
 
-def export_buttons() -> ui.Component:
+NO_CHECKPOINT = "Available when the experiment has saved a checkpoint."
+
+
+def availability(path: str) -> dict[str, str | None]:
+    """Button name -> None when it has something to export, else why not (blocking: reads the
+    folder with the export code's own checks, so a button is enabled exactly when it works)."""
+    from llm_studio.export import package
+
+    def why(check) -> str | None:
+        try:
+            check(path)
+        except package.ExportError as exc:
+            return str(exc)
+        return None
+
+    exp = ExperimentFolder(path)
+    no_model = why(package.require_checkpoint) and NO_CHECKPOINT
+    no_adapter = no_model or why(package.require_adapter)
+    return {
+        "download_model": no_model,
+        "download_adapter": no_adapter,
+        "download_predictions": None
+        if exp.predictions_csv.is_file()
+        else "Available once a validation has run.",
+        "download_logs": None if exp.cfg_yaml.is_file() else "No experiment files yet.",
+        "push_dialog": no_model,
+    }
+
+
+def export_buttons(unavailable: dict[str, str | None] | None = None) -> ui.Component:
+    """The export buttons; those in `unavailable` with a reason are disabled, the reason their
+    tooltip."""
+    unavailable = unavailable or {}
+    labels = (
+        ("download_model", "Download model"),
+        ("download_adapter", "Download adapter"),
+        ("download_predictions", "Download predictions"),
+        ("download_logs", "Download logs"),
+        ("push_dialog", "Push checkpoint to huggingface"),
+    )
     return ui.buttons(
         [
-            ui.button(name="download_model", label="Download model"),
-            ui.button(name="download_adapter", label="Download adapter"),
-            ui.button(name="download_predictions", label="Download predictions"),
-            ui.button(name="download_logs", label="Download logs"),
-            ui.button(name="push_dialog", label="Push checkpoint to huggingface"),
+            ui.button(
+                name=name,
+                label=label,
+                disabled=bool(unavailable.get(name)),
+                tooltip=unavailable.get(name) or None,
+            )
+            for name, label in labels
         ]
     )
 
@@ -69,14 +111,18 @@ async def _download(q: Q, builder_name: str, kind: str) -> None:
         )
         while not building.done():
             await asyncio.wait({building}, timeout=PROGRESS_EVERY)
-            if not building.done():
+            if not building.done() and _on_page(q, record.id):
                 _notify(q, f"{preparing}: {done[0]:.0%}", timeout=-1)
                 await q.page.save()
         archive = building.result()
         size = archive.stat().st_size
         url = await wave_files.serve_download(q, (record.id, builder_name), str(archive))
     except (package.ExportError, OSError) as exc:
-        _notify(q, f"The {kind} download failed: {exc}", "error", timeout=-1)
+        if _on_page(q, record.id):  # the user left meanwhile: no error on another page
+            # Stays until closed (its ✕) or the user leaves the experiment's page.
+            _notify(q, f"The {kind} download failed: {exc}", "error", timeout=-1)
+        else:
+            layout.clear_notification(q)
         return
     finally:
         for leftover in out_dir.glob("*"):
@@ -87,10 +133,18 @@ async def _download(q: Q, builder_name: str, kind: str) -> None:
     start_download(q, url, name)
 
 
+def _on_page(q: Q, experiment_id: int) -> bool:
+    """Whether the user is still on this experiment's page (its page key is set while shown)."""
+    return (q.client.page_key or "").startswith(f"experiment/{experiment_id}/")
+
+
 def _notify(q: Q, text: str, kind: str = "info", timeout: int = 10) -> None:
+    """A notification at the top of the window; layout.show clears it when the page changes,
+    so it never follows the user to another page."""
     q.page["meta"].notification_bar = ui.notification_bar(
         text=safe_text.plain(text), type=kind, timeout=timeout, name=NOTIFICATION
     )
+    q.client[layout.NOTIFICATION_SHOWN] = True
 
 
 def start_download(q: Q, url: str, name: str) -> None:

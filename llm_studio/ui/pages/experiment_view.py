@@ -17,7 +17,7 @@ from llm_studio.store import Store, StoreError
 from llm_studio.ui import layout, safe_text
 from llm_studio.ui.pages import experiments
 from llm_studio.ui.pages.experiment_charts import chart_cards
-from llm_studio.ui.pages.experiment_export import export_buttons
+from llm_studio.ui.pages.experiment_export import availability, export_buttons
 from llm_studio.ui.pages.experiments import experiments_page, keep_fresh, tokens_per_s
 from llm_studio.ui.state import app_runner, client_state
 
@@ -31,6 +31,7 @@ TABS = (
     ("chat", "Chat"),
 )
 LIVE_TABS = ("charts", "summary", "logs")  # re-rendered while shown, as the run goes on
+STOPPABLE = ("queued", "running")
 
 
 @on("#experiment/{experiment_id:int}")
@@ -48,26 +49,8 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
     q.client.experiment_tab = tab
     app_runner()  # created on the loop, once: worker threads only use it
     title, tab_cards = await q.run(_tab_content, record, tab)  # reads the experiment's folder
-    cards = {
-        "experiment": ui.form_card(
-            box="main",
-            title=title,
-            items=[
-                ui.tabs(
-                    name="experiment_tab",
-                    value=tab,
-                    items=[ui.tab(name=n, label=label) for n, label in TABS],
-                ),
-                export_buttons(),
-                ui.buttons(
-                    [
-                        ui.button(name="new_from_experiment", label="New experiment"),
-                        ui.button(name="rename_dialog", label="Rename experiment"),
-                    ]
-                ),
-            ],
-        )
-    }
+    header_items = await q.run(_header_items, record, tab)
+    cards = {"experiment": ui.form_card(box="main", title=title, items=header_items)}
     cards.update(tab_cards)
     layout.show(q, cards)
     if tab in TAB_OPENED:
@@ -81,6 +64,26 @@ async def experiment_page(q: Q, experiment_id: int, tab: str = "charts") -> None
             lambda: _read_tab(record, tab, q.client.experiment_seen),
             lambda fresh: _show_tab(q, fresh),
         )
+
+
+def _header_items(record, tab: str) -> list[ui.Component]:
+    """Tabs and buttons (blocking: which exports there is something for, and whether the run
+    can be stopped, come from the folder and the runner)."""
+    actions = [
+        ui.button(name="new_from_experiment", label="New experiment"),
+        ui.button(name="rename_dialog", label="Rename experiment"),
+    ]
+    if app_runner().state(record) in STOPPABLE:
+        actions.insert(0, ui.button(name="stop_this_experiment", label="Stop experiment"))
+    return [
+        ui.tabs(
+            name="experiment_tab",
+            value=tab,
+            items=[ui.tab(name=n, label=label) for n, label in TABS],
+        ),
+        export_buttons(availability(record.path)),
+        ui.buttons(actions),
+    ]
 
 
 def _tab_content(record, tab: str) -> tuple[str, dict]:
@@ -112,7 +115,7 @@ def _read_tab(record, tab: str, seen_before: tuple) -> tuple | None:
     ticking = tab == "summary" and seen[0] == RunState.RUNNING  # its run time goes on
     if seen == seen_before and not ticking:
         return None
-    return (seen, *_tab_content(record, tab))
+    return (seen, *_tab_content(record, tab), _header_items(record, tab))
 
 
 def _show_tab(q: Q, fresh: tuple | None) -> None:
@@ -120,8 +123,16 @@ def _show_tab(q: Q, fresh: tuple | None) -> None:
     points yet." once the charts come)."""
     if fresh is None:
         return
-    q.client.experiment_seen, q.page["experiment"].title, cards = fresh
+    q.client.experiment_seen, q.page["experiment"].title, cards, items = fresh
+    q.page["experiment"].items = items  # Stop goes and the downloads come as the run ends
     layout.update(q, cards, keep=("experiment",))
+
+
+@on("stop_this_experiment")
+async def stop_this_experiment(q: Q) -> None:
+    """Stop from the experiment's own page, as the list's Stop does; the page then shows it."""
+    await q.run(app_runner().stop, q.client.experiment_id)
+    await experiment_page(q, q.client.experiment_id, q.client.experiment_tab or "charts")
 
 
 @on("experiment_tab")

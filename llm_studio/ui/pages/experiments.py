@@ -205,13 +205,27 @@ async def delete_experiments(q: Q) -> None:
     _confirm_delete(q, ids)
 
 
+NAMED_AT_MOST = 5  # the delete question names this many, then says how many more
+
+
+def delete_question(store, ids: list[int]) -> str:
+    """ "Delete a, b and c and their folders?": the user sees what goes before it goes."""
+    names = [r.name for r in map(store.get_experiment, ids) if r is not None]
+    names += [f"#{i}" for i in ids][len(names) :]  # ids gone meanwhile still counted
+    shown = ", ".join(names[:NAMED_AT_MOST])
+    if len(names) > NAMED_AT_MOST:
+        shown += f" and {len(names) - NAMED_AT_MOST} more"
+    noun = "experiment" if len(names) == 1 else "experiments"
+    return f"Delete {noun} {shown} and {'its folder' if len(names) == 1 else 'their folders'}?"
+
+
 def _confirm_delete(q: Q, ids: list[int]) -> None:
     q.client.delete_experiment_ids = ids
     q.page["meta"].dialog = ui.dialog(
         title="Delete experiments",
         name="delete_experiments_dialog",
         items=[
-            ui.text(f"Delete {len(ids)} experiment(s) and their folders?"),
+            ui.text(safe_text.plain(delete_question(client_state(q).store, ids))),
             ui.buttons(
                 [
                     ui.button(name="delete_experiments_confirm", label="Delete", primary=True),
