@@ -283,14 +283,15 @@ def test_multi_label_trains_with_binary_cross_entropy(tmp_path, tiny_model_dir):
         tmp_path / "data.csv",
         tmp_path / "out",
         dataset={"answer_column": ["fruit", "sky"]},
-        training={"loss_function": "BinaryCrossEntropy", "epochs": 2},
+        training={"loss_function": "BinaryCrossEntropy", "epochs": 6, "learning_rate": 1e-3},
     )
     folder = train(cfg)
     predictions = pd.read_csv(folder.predictions_csv)
     assert {"target_fruit", "target_sky", "probability_0", "probability_1"} <= set(predictions)
     assert "probability_2" not in predictions and "predicted_class" not in predictions
     losses = [p.value for p in folder.read_charts()[0] if p.name == "train/loss"]
-    assert np.mean(losses[-3:]) < np.mean(losses[:3]), losses
+    first_epoch, last_epoch = losses[: len(losses) // 6], losses[-len(losses) // 6 :]
+    assert np.mean(last_epoch) < np.mean(first_epoch) - 0.05, losses  # it learns, not noise
     assert json.loads((folder.checkpoint_dir / HEAD_INFO).read_text())["activation"] == "sigmoid"
 
     wrong = load_cfg({**cfg, "training": {**cfg["training"], "loss_function": "CrossEntropy"}})

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -495,6 +496,8 @@ def test_the_loader_batches_are_global_and_leave_out_a_tail_too_small_for_every_
     cfg.training.batch_size, cfg.training.drop_last_batch = 4, False
     # 17 = 2 x 8 + 1: one row cannot feed two ranks; 18 = 16 + 2 cannot feed four ranks.
     for n, world, batches in ((17, 1, 5), (17, 2, 2), (18, 2, 3), (18, 4, 1), (20, 4, 2)):
-        loader = build_train_loader(list(range(n)), cfg, list, world)
-        assert loader.batch_size == 4 * world
+        samples = [SimpleNamespace(input_ids=[0] * (1 + i % 5)) for i in range(n)]
+        loader = build_train_loader(samples, cfg, list, world)
+        sizes = sorted(len(batch) for batch in loader.batch_sampler)
         assert len(loader) == batches, (n, world)
+        assert sizes[-1] == 4 * world and all(size >= world for size in sizes), (n, world, sizes)

@@ -36,8 +36,19 @@ class LabelAugmentationSection:
     )
 
 
+# A label often goes with a length (short "no", long complaints): batches grouped by length
+# would then hold one label each, and the loss swings from batch to batch. Off for labels.
+def _label_length_grouping():
+    return setting(
+        False,
+        tip="Batch samples of similar length together (faster: less padding). Off by default "
+        "for labels, which often go with a length: batches would then hold one label each.",
+    )
+
+
 @dataclass
 class ClassificationTrainingSection(TrainingSection):
+    length_grouped_batches: bool = _label_length_grouping()
     loss_function: str = setting(
         "CrossEntropy",
         choices=("CrossEntropy", "BinaryCrossEntropy"),
@@ -67,6 +78,7 @@ class ClassificationConfig(BaseConfig):
 
 @dataclass
 class RegressionTrainingSection(TrainingSection):
+    length_grouped_batches: bool = _label_length_grouping()
     loss_function: str = setting(
         "MSELoss", choices=("MSELoss", "MAELoss"), tip="Squared or absolute error."
     )
