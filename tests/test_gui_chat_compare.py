@@ -149,6 +149,8 @@ def test_chat_streams_the_answer_and_stops_at_once(page, app_url, experiments, w
     record = experiments["chat-lr-high"]
     expected = ChatSession.from_experiment(record.path).ask(QUESTION)
     assert expected  # the greedy answer of the trained tiny model is not empty
+    # A random tiny model may answer a NUL byte; a browser's HTML parser shows it as U+FFFD.
+    expected = expected.replace("\x00", "\ufffd")
 
     open_chat(page, app_url, record)
     wait_for_text(page, "Prediction settings")
@@ -284,17 +286,11 @@ def test_three_model_downloads_keep_one_copy_in_waved(page, app_url, experiments
     wave_files = workdir / "data" / "wave-files"
     open_chat(page, app_url, record)
     served: list[str] = []
-    for _ in range(3):
-        page.get_by_role("button", name="Download model").click()
-        link = page.get_by_role("link", name=f"Download {record.name}_model.zip")
-        deadline = time.time() + 60
-        while not (link.count() and link.get_attribute("href") not in served):
-            assert time.time() < deadline, "no new download link"
-            time.sleep(0.2)
-        served.append(link.get_attribute("href"))
-        with page.expect_download():
-            link.click()
-    assert len(set(served)) == 3
+    for _ in range(3):  # one click each: the browser downloads the zip by itself
+        with page.expect_download(timeout=120_000) as download:
+            page.get_by_role("button", name="Download model").click()
+        served.append(download.value.url)
+    assert len(set(served)) == 3, served
     zips = [p for p in wave_files.rglob("*.zip") if p.name == f"{record.name}_model.zip"]
     assert len(zips) == 1, zips
 
@@ -385,7 +381,8 @@ def test_compare_overlays_charts_and_highlights_differences(page, app_url, exper
         cells = page.locator("tr").filter(has_text=chart).first.locator("td").all_inner_texts()
         assert len(cells) == 3 and cells[0] == chart, (chart, cells)
         assert all(re.fullmatch(r"-?[\d.e+-]+", c.strip()) for c in cells[1:]), (chart, cells)
-    assert page.locator("[data-test^=compare_chart_]").count() == 4
+    # The guide's four, plus throughput (train/tokens_per_s) and validation/seconds.
+    assert page.locator("[data-test^=compare_chart_]").count() == 6
 
     page.get_by_role("tab", name="Config").click()
     wait_for_text(page, "setting(s) differ")
