@@ -23,6 +23,11 @@ def read_pins(path: Path) -> dict[str, str]:
     return pins
 
 
+def toml_key(name: str) -> str:
+    """A dotted name (jaraco.classes) must be quoted, or TOML reads it as a nested table."""
+    return f'"{name}"' if "." in name else name
+
+
 def main() -> None:
     frozen = subprocess.run(
         [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True
@@ -48,8 +53,8 @@ def main() -> None:
         "",
         "[packages]",
     ]
-    pipfile += [f'{n} = "=={v}"' for n, v in ordered]
-    pipfile += ["", "[dev-packages]"] + [f'{n} = "=={v}"' for n, v in dev.items()]
+    pipfile += [f'{toml_key(n)} = "=={v}"' for n, v in ordered]
+    pipfile += ["", "[dev-packages]"] + [f'{toml_key(n)} = "=={v}"' for n, v in dev.items()]
     pipfile += ["", "[requires]", 'python_version = "3.11"', ""]
     (ROOT / "Pipfile").write_text("\n".join(pipfile))
 
