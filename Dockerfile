@@ -31,7 +31,7 @@ RUN if ls /tmp/wheels/*.whl >/dev/null 2>&1; then \
 # output/, so that the guide's volume mounts cannot hide it. Only the files the conversion needs
 # are copied first, so that a change elsewhere in the source does not redo it.
 WORKDIR /workspace
-COPY llm_studio/__init__.py llm_studio/paths.py llm_studio/
+COPY llm_studio/__init__.py llm_studio/paths.py llm_studio/env.py llm_studio/
 COPY llm_studio/models/__init__.py llm_studio/models/offline_backbone.py llm_studio/models/
 COPY scripts/prepare_default_backbone.py scripts/
 RUN if ls /tmp/wheels/*.whl >/dev/null 2>&1; then \
