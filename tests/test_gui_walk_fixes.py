@@ -24,21 +24,12 @@ from gui_harness import (
     wait_for_text,
 )
 from playwright.sync_api import expect
-from test_gui_experiment_pages import significant_digits
+from test_gui_experiment_pages import RECORD_CANVAS_TEXT, significant_digits
 
 pytestmark = pytest.mark.slow
 
 if shutil.which("chromium") is None:  # `make test` installs it; say so instead of skipping
     pytest.fail("Debian chromium is missing: run `make browser`", pytrace=False)
-
-RECORD_CANVAS_TEXT = """
-window.__drawn = [];
-const fillText = CanvasRenderingContext2D.prototype.fillText;
-CanvasRenderingContext2D.prototype.fillText = function (text, ...rest) {
-  window.__drawn.push(String(text));
-  return fillText.call(this, text, ...rest);
-};
-"""
 
 
 def seed(workdir: Path, dataset, csv: Path, name: str, state: str, **status) -> object:
