@@ -167,9 +167,9 @@ def test_step_by_step_flow_and_preview(service, records, work, src):
     configured = service.configure(staged, train_dataframe="train.csv", settings=settings)
     assert len(configured.preview) == 4
     first = configured.preview[0]
-    assert first.prompt == "<|prompt|>Say hi.</s><|answer|>"
-    assert first.answer == "hi</s>"
-    assert first.text == "<|prompt|>Say hi.</s><|answer|>hi</s>"
+    assert first.prompt == "<|prompt|>Say hi.<|im_end|><|answer|>"
+    assert first.answer == "hi<|im_end|>"
+    assert first.text == "<|prompt|>Say hi.<|im_end|><|answer|>hi<|im_end|>"
     assert not (work / "data" / "user").exists()  # nothing is written before the commit
     record = service.commit(staged, "stepwise", configured)
     assert record.name == "stepwise" and not staged.root.exists()
@@ -201,9 +201,9 @@ def test_preview_of_chains_system_dpo_and_labels(service, src):
     configured = service.configure(staged, train_dataframe="c.csv", settings=settings)
     # Only full conversations: the row continued by "b" is not a sample of its own.
     assert [s.prompt for s in configured.preview] == [
-        "<|system|>Be brief.</s><|prompt|>Hi</s><|answer|>Hello</s><|prompt|>And now?</s>"
+        "<|system|>Be brief.<|im_end|><|prompt|>Hi<|im_end|><|answer|>Hello<|im_end|><|prompt|>And now?<|im_end|>"
         "<|answer|>",
-        "<|system|>Be kind.</s><|prompt|>Help</s><|answer|>",
+        "<|system|>Be kind.<|im_end|><|prompt|>Help<|im_end|><|answer|>",
     ]
 
     dpo = suggest_columns("text_dpo_modeling", columns)
@@ -212,8 +212,8 @@ def test_preview_of_chains_system_dpo_and_labels(service, src):
         staged, problem_type="text_dpo_modeling", train_dataframe="c.csv", settings=dpo
     )
     assert [(s.answer, s.rejected_answer) for s in configured.preview] == [
-        ("Bye</s>", "No</s>"),
-        ("Sure</s>", "Never</s>"),
+        ("Bye<|im_end|>", "No<|im_end|>"),
+        ("Sure<|im_end|>", "Never<|im_end|>"),
     ]
     assert configured.preview[0].rejected_prompt is None
     configured = service.configure(
@@ -223,7 +223,7 @@ def test_preview_of_chains_system_dpo_and_labels(service, src):
         settings={**dpo, "rejected_prompt_column": "other_prompt"},
     )
     assert configured.preview[0].rejected_prompt == (
-        "<|system|>Be brief.</s><|prompt|>Hi</s><|answer|>Hello</s><|prompt|>Y</s><|answer|>"
+        "<|system|>Be brief.<|im_end|><|prompt|>Hi<|im_end|><|answer|>Hello<|im_end|><|prompt|>Y<|im_end|><|answer|>"
     )
 
     labels = suggest_columns("text_causal_classification_modeling", columns)
@@ -236,8 +236,8 @@ def test_preview_of_chains_system_dpo_and_labels(service, src):
         preview_samples=2,
     )
     assert [(s.prompt, s.answer) for s in configured.preview] == [
-        ("<|prompt|>Hi</s><|answer|>", "0"),
-        ("<|prompt|>And now?</s><|answer|>", "1"),
+        ("<|prompt|>Hi<|im_end|><|answer|>", "0"),
+        ("<|prompt|>And now?<|im_end|><|answer|>", "1"),
     ]
     assert configured.labels == ("label",)
     service.discard(staged)
@@ -555,7 +555,7 @@ def test_edit_rewrites_the_config(service, records, work, src):
         train_dataframe="train.csv",
         settings={"prompt_column": ["instruction", "context"], "answer_column": "output"},
     )
-    assert configured.preview[0].prompt == "<|prompt|>Say hi.\n\na</s><|answer|>"
+    assert configured.preview[0].prompt == "<|prompt|>Say hi.\n\na<|im_end|><|answer|>"
     record = service.save_edit("editable", configured)
     cfg, _ = load_config(folder / "cfg.yaml")
     assert cfg.dataset.prompt_column == ["instruction", "context"]

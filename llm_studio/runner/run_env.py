@@ -50,10 +50,11 @@ def _section(config: dict, name: str) -> dict:
 
 
 def _backbone_from_hub(config: dict) -> bool:
-    from llm_studio.models.offline_backbone import resolve_backbone
+    """Neither a local folder nor a prepared copy: the run fetches it (token needed)."""
+    from llm_studio.models.offline_backbone import local_copy
 
     name = str(config.get("llm_backbone") or "")
-    return bool(name) and resolve_backbone(name) == name and not Path(name).expanduser().is_dir()
+    return bool(name) and not Path(name).expanduser().is_dir() and local_copy(name) is None
 
 
 def secrets_used(config_file: str | os.PathLike[str]) -> set[str]:

@@ -17,7 +17,7 @@ from llm_studio.data.conversations import build_conversations, leaf_rows
 from llm_studio.data.labels import class_labels, regression_targets
 from llm_studio.data.prompt_format import Conversation, PromptFormat
 from llm_studio.data.quality import check_answers
-from llm_studio.models.offline_backbone import resolve_backbone
+from llm_studio.models.offline_backbone import local_copy
 from llm_studio.store.columns import as_list, check_columns
 from llm_studio.store.import_types import DPO, LABEL_TYPES, REGRESSION, PreviewSample
 
@@ -26,7 +26,11 @@ def backbone_eos_token(backbone: str) -> str | None:
     """The EOS token of the backbone's tokenizer (what `AutoTokenizer.from_pretrained(...)
     .eos_token` gives training), read from its tokenizer files so the UI needs no torch;
     None when they are not on this machine."""
-    folder = Path(resolve_backbone(backbone)).expanduser()
+    folder = Path(backbone).expanduser()
+    if not folder.is_dir():  # a hub name: its prepared copy, if this machine has one
+        folder = local_copy(backbone)
+        if folder is None:
+            return None
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         try:
             data = json.loads((folder / name).read_text(encoding="utf-8"))
