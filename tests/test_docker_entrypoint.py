@@ -14,9 +14,10 @@ import urllib.request
 import psutil
 import pytest
 from conftest import REPO, pattern_rows, tiny_config, write_yaml
+from gui_harness import add_dataset, add_experiment
 
 from llm_studio.runner import Runner
-from llm_studio.store import DatasetRecord, ExperimentRecord, Store, experiment_dir
+from llm_studio.store import Store, experiment_dir
 
 DOCKER_STOP_GRACE_S = 10.0
 
@@ -57,7 +58,7 @@ def test_sigterm_stops_the_gui_and_a_running_experiment_within_docker_grace(
     port = _free_port()
     monkeypatch.setenv("H2O_LLM_STUDIO_WORKDIR", str(work))
     monkeypatch.setenv("H2O_WAVE_LISTEN", f"127.0.0.1:{port}")
-    monkeypatch.setenv("LLM_STUDIO_PORT", str(port))
+    monkeypatch.setenv("H2O_LLM_STUDIO_PORT", str(port))
     monkeypatch.delenv("H2O_WAVE_APP_ADDRESS", raising=False)
     entrypoint = subprocess.Popen(
         [sys.executable, str(REPO / "scripts" / "docker_entrypoint.py")], cwd=REPO
@@ -69,28 +70,13 @@ def test_sigterm_stops_the_gui_and_a_running_experiment_within_docker_grace(
 
         csv = tmp_path / "pattern.csv"
         pattern_rows(400).to_csv(csv, index=False)
-        store = Store()
-        dataset = store.add_dataset(
-            DatasetRecord(
-                name="pattern",
-                path=str(tmp_path),
-                config_file=str(tmp_path / "dataset.yaml"),
-                problem_type="text_causal_language_modeling",
-                train_dataframe=str(csv),
-            )
-        )
+        dataset = add_dataset(work, "pattern", csv, "text_causal_language_modeling")
         folder = experiment_dir("long")
         folder.mkdir(parents=True)
         cfg = tiny_config(tiny_model_dir, csv, folder, training={"epochs": 100})
-        record = store.add_experiment(
-            ExperimentRecord(
-                name="long",
-                dataset_id=dataset.id,
-                path=str(folder),
-                problem_type="text_causal_language_modeling",
-                config_file=str(write_yaml(folder / "cfg.yaml", cfg)),
-            )
-        )
+        write_yaml(folder / "cfg.yaml", cfg)
+        record = add_experiment(work, dataset, folder, "text_causal_language_modeling")
+        store = Store()
         assert Runner(store).submit(record, gpus=[]) == "running"
 
         def training() -> bool:
