@@ -68,7 +68,7 @@ bench: setup
 	$(BIN)/python bench/bench_sessions.py
 	$(BIN)/python bench/bench_import.py
 	$(BIN)/python bench/bench_hf_trainer.py
-	$(BIN)/python bench/bench_hf_trainer.py --model .models/HuggingFaceTB/SmolLM2-135M-Instruct
+	$(BIN)/python bench/bench_hf_trainer.py --model smollm2
 
 # The Docker image, as the README's Docker section builds it. BASE_IMAGE=<image> builds on another
 # base (the Dockerfile's default is a public Debian image with Python 3.11).

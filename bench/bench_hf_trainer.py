@@ -10,7 +10,7 @@ ratio, each side's validation loss on the same held-out rows, and train.py's val
 The two sides run back to back in this one process (the order alternates between repeats).
 
     .venv/bin/python bench/bench_hf_trainer.py                  # 18.6M-parameter Llama
-    .venv/bin/python bench/bench_hf_trainer.py --model .models/HuggingFaceTB/SmolLM2-135M-Instruct
+    .venv/bin/python bench/bench_hf_trainer.py --model smollm2
 """
 
 from __future__ import annotations
@@ -33,15 +33,84 @@ sys.path[:0] = [str(ROOT)]
 from llm_studio.config.problem_types import PROBLEM_TYPES  # noqa: E402
 from llm_studio.config.yaml_io import from_dict, to_dict  # noqa: E402
 from llm_studio.data.tokenization import IGNORE_INDEX  # noqa: E402
+from llm_studio.paths import backbone_search_path  # noqa: E402
 
-DEFAULT_BACKBONE = ROOT / ".models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
-WORDS = (
-    "time year people way day man thing woman life child world school state family student "
-    "group country problem hand part place case week company system program question work "
-    "government number night point home water room mother area money story fact month lot "
-    "right study book eye job word business issue side kind head house service friend father "
-    "power hour game line end member law car city community name president team minute idea"
-).split()
+DEFAULT_BACKBONE_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+WORDS = [
+    "time",
+    "year",
+    "people",
+    "way",
+    "day",
+    "man",
+    "thing",
+    "woman",
+    "life",
+    "child",
+    "world",
+    "school",
+    "state",
+    "family",
+    "student",
+    "group",
+    "country",
+    "problem",
+    "hand",
+    "part",
+    "place",
+    "case",
+    "week",
+    "company",
+    "system",
+    "program",
+    "question",
+    "work",
+    "government",
+    "number",
+    "night",
+    "point",
+    "home",
+    "water",
+    "room",
+    "mother",
+    "area",
+    "money",
+    "story",
+    "fact",
+    "month",
+    "lot",
+    "right",
+    "study",
+    "book",
+    "eye",
+    "job",
+    "word",
+    "business",
+    "issue",
+    "side",
+    "kind",
+    "head",
+    "house",
+    "service",
+    "friend",
+    "father",
+    "power",
+    "hour",
+    "game",
+    "line",
+    "end",
+    "member",
+    "law",
+    "car",
+    "city",
+    "community",
+    "name",
+    "president",
+    "team",
+    "minute",
+    "idea",
+]
 
 
 def length_spread_rows(n: int, seed: int = 0) -> pd.DataFrame:
@@ -223,7 +292,9 @@ def _validation_loss(model, task, conversations) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="a backbone folder (default: the 18.6M Llama)")
+    parser.add_argument(
+        "--model", help="a backbone folder, or 'smollm2' for the prepared default backbone"
+    )
     parser.add_argument("--rows", type=int, default=400)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument(
@@ -233,7 +304,14 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        model_dir = Path(args.model) if args.model else small_llama(tmp / "llama", DEFAULT_BACKBONE)
+        smollm2 = next(
+            folder / DEFAULT_BACKBONE_NAME
+            for folder in backbone_search_path()
+            if (folder / DEFAULT_BACKBONE_NAME).is_dir()
+        )
+        model_dir = Path(args.model or "") if args.model else small_llama(tmp / "llama", smollm2)
+        if args.model == "smollm2":
+            model_dir = smollm2
         csv = tmp / "data.csv"
         length_spread_rows(args.rows).to_csv(csv, index=False)
         cfg = bench_config(model_dir, csv, tmp / "out")

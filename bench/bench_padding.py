@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import tempfile
 import time
+from itertools import islice
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ def throughput(cfg, device, steps: int = 20) -> float:
     model = task.load().model
     loader = build_train_loader(task.training_dataset(data.train, 0), cfg, task.collate)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    batches = [b for _, b in zip(range(steps), loader)]
+    batches = list(islice(loader, steps))
     task.loss(model, batches[0])[0].backward()  # warm-up
     tokens, start = 0, time.perf_counter()
     for batch in batches:

@@ -71,7 +71,7 @@ def fused_loss_check(tmp: Path, smoke: bool) -> None:
         grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
         results.append((loss.item(), grads))
     (a, ga), (b, gb) = results
-    worst = max((x - y).abs().max().item() for x, y in zip(ga, gb))
+    worst = max((x - y).abs().max().item() for x, y in zip(ga, gb, strict=True))
     print(f"  loss fused {a:.6f} vs plain {b:.6f}; largest gradient difference {worst:.2e}")
 
 

@@ -40,7 +40,9 @@ def with_input(instruction: str, text: str) -> str:
 def main() -> None:
     df = pd.read_csv(DATA / "demo_train.csv", keep_default_na=False)
     roots = df[df["parent_id"] == ""].reset_index(drop=True)
-    roots["instruction"] = [with_input(i, t) for i, t in zip(roots["instruction"], roots["input"])]
+    roots["instruction"] = [
+        with_input(i, t) for i, t in zip(roots["instruction"], roots["input"], strict=True)
+    ]
     rng = np.random.default_rng(7)
     shift = rng.permutation(len(roots))
     dpo = roots[["id", "instruction", "output"]].copy()

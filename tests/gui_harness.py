@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -82,10 +82,8 @@ def running_app(workdir: Path, extra_env: dict | None = None):
         for name in ("app", "waved"):
             pid = (known.get(name) or {}).get("pid")
             if pid:
-                try:
+                with suppress(ProcessLookupError, PermissionError):
                     os.killpg(pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
 
 
 @contextmanager

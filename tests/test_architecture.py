@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -77,9 +78,12 @@ def imported_modules(path: Path, root: Path = REPO) -> list[tuple[str, int]]:
                 )
             else:
                 found.append((node.module, node.lineno))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            if _REGISTRY_ENTRY.fullmatch(node.value):
-                found.append((node.value.partition(":")[0], node.lineno))
+        elif (
+            isinstance(node, ast.Constant)
+            and isinstance(node.value, str)
+            and _REGISTRY_ENTRY.fullmatch(node.value)
+        ):
+            found.append((node.value.partition(":")[0], node.lineno))
     return [(m, line) for m, line in found if m == "llm_studio" or m.startswith("llm_studio.")]
 
 
@@ -123,7 +127,7 @@ def test_packages_do_not_import_each_other_in_a_circle():
     except graphlib.CycleError as err:
         cycle = err.args[1]
         # graphlib lists each node before the one that depends on (imports) it
-        steps = [f"{b} imports {a} ({where[(b, a)]})" for a, b in zip(cycle, cycle[1:])]
+        steps = [f"{b} imports {a} ({where[(b, a)]})" for a, b in pairwise(cycle)]
         pytest.fail("packages import each other in a circle:\n" + "\n".join(steps))
 
 

@@ -124,7 +124,7 @@ def test_two_processes_train_the_weights_of_one_process_with_the_same_global_bat
         # AdamW turns float noise in tiny gradients into ~1e-5; a loss weighted per rank
         # instead of over the global batch's tokens is off by ~5e-2 here.
         torch.testing.assert_close(actual[name], expected[name], rtol=1e-3, atol=5e-4)
-    steps, losses = zip(*train_losses(ddp_run))
+    steps, losses = zip(*train_losses(ddp_run), strict=True)
     assert list(steps) == list(range(1, 10)), "one point per step: rank 0 alone charts"
     assert list(losses) == pytest.approx([v for _, v in train_losses(single)], rel=1e-5)
 

@@ -168,7 +168,7 @@ def _loaded_task(tmp_path, model_dir, csv, **kwargs):
 
 
 def _decode(tokenizer, ids, labels=None) -> str:
-    ids = [i for i, lab in zip(ids, labels or ids) if lab != IGNORE_INDEX]
+    ids = [i for i, lab in zip(ids, labels or ids, strict=True) if lab != IGNORE_INDEX]
     return tokenizer.decode(ids)
 
 

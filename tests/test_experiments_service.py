@@ -143,7 +143,7 @@ def test_submit_saves_configs_records_them_and_queues_behind_the_cpu_run(store, 
     done = experiments_service.submit(runner, store, plan, dataset.id, {"HF_TOKEN": "x"})
     assert [r.name for r in done.records] == [c.experiment_name for c in plan.configs]
     assert done.states == ["running", "queued"]  # one CPU run at a time
-    for record, cfg in zip(done.records, plan.configs):
+    for record, cfg in zip(done.records, plan.configs, strict=True):
         saved = yaml.safe_load((experiment_dir(record.name) / "cfg.yaml").read_text())
         assert saved["experiment_name"] == record.name
         assert saved["training"]["learning_rate"] == cfg.training.learning_rate

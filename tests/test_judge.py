@@ -182,7 +182,9 @@ def test_scores_are_the_servers_and_requests_carry_model_question_reference_answ
     assert {r["model"] for r in server.requests} == {"judge-model-x"}
     assert {r["auth"] for r in server.requests} == {f"Bearer {SECRET}"}
     by_answer = {r["answer"]: r["content"] for r in server.requests}
-    for question, reference, answer in zip(data["prompts"], data["targets"], data["predictions"]):
+    for question, reference, answer in zip(
+        data["prompts"], data["targets"], data["predictions"], strict=True
+    ):
         content = by_answer[answer]
         assert question in content and reference in content
         assert "{{" not in content and "#" not in content.splitlines()[0]

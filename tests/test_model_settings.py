@@ -408,6 +408,6 @@ def test_number_of_workers_loads_in_worker_processes_with_the_same_batches(
     assert {int(b.pop("pid")) for b in batches[0]} == {os.getpid()}
     worker_pids = {int(b.pop("pid")) for b in batches[2]}
     assert os.getpid() not in worker_pids and len(worker_pids) == 2
-    for a, b in zip(batches[0], batches[2]):
+    for a, b in zip(batches[0], batches[2], strict=True):
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a)

@@ -367,12 +367,14 @@ def test_personalize_renames_the_assistant_and_adds_identity_turns(tmp_path):
     assert not any(c.prompts[0] in ("What is your name?", "Who are you?") for c in plain)
 
     assert len(personal) > len(plain)
-    for before, after in zip(plain, personal):
+    for before, after in zip(plain, personal, strict=False):  # personal adds rows at the end
         assert after.prompts[0] == before.prompts[0].replace("Open Assistant", "Zed")
         assert after.answers[0] == (
             before.answers[0].replace("Open Assistant", "Zed").replace("LAION", "Acme Labs")
         )
-    everything = " ".join(p + " " + a for c in personal for p, a in zip(c.prompts, c.answers))
+    everything = " ".join(
+        p + " " + a for c in personal for p, a in zip(c.prompts, c.answers, strict=True)
+    )
     assert "Open Assistant" not in everything and "LAION" not in everything
     identity = {c.prompts[0]: c.answers[0] for c in personal[len(plain) :]}
     assert "Zed" in identity["What is your name?"]

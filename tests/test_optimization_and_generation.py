@@ -4,6 +4,7 @@ settings (how answers are generated), each shown to change what a user gets."""
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -111,7 +112,7 @@ def test_fractional_warmup_epochs_ramp_up_over_that_share_of_an_epoch(
     reached = next(i for i, value in enumerate(lrs) if value == pytest.approx(lr))
     assert reached in (4, 5), f"half of 9 batches warms up: {lrs}"
     warmup = lrs[:reached]
-    assert all(0 < a < b < lr for a, b in zip(warmup, warmup[1:]))
+    assert all(0 < a < b < lr for a, b in pairwise(warmup))
     assert lrs[reached:] == pytest.approx([lr] * (9 - reached))
 
 
@@ -236,7 +237,9 @@ def test_gradient_clip_limits_the_gradient_norm_of_an_update(clip):
         )
     )
     optimizer_step(layer, optimizer, scheduler, gradient_clip=clip)
-    moved = torch.cat([(p - b).flatten() for p, b in zip(layer.parameters(), before)]).norm()
+    moved = torch.cat(
+        [(p - b).flatten() for p, b in zip(layer.parameters(), before, strict=True)]
+    ).norm()
 
     assert raw_norm > 1.0
     if clip:
@@ -377,7 +380,7 @@ def test_min_length_inference_holds_off_the_end_of_text(
     pred = prediction(tmp_path, min_length_inference=min_length, max_length_inference=max_length)
     texts = generate((eager_to_stop, tokenizer), prompt_ids, pred)
     eos = tokenizer.eos_token_id
-    for row, text in zip(recorder.new_tokens, texts):
+    for row, text in zip(recorder.new_tokens, texts, strict=True):
         # the first `expected_words` tokens are real ones, then EOS as soon as it is allowed
         assert eos not in row[:expected_words]
         if expected_words < max_length:
@@ -441,7 +444,7 @@ def test_repetition_penalty_discourages_repeated_tokens(lm, prompt_ids, tmp_path
     def repeats(rows):
         return sum(len(r) - len(set(r)) for r in rows)
 
-    assert any(a != b for a, b in zip(plain, penalized))
+    assert any(a != b for a, b in zip(plain, penalized, strict=True))
     assert repeats(penalized_rows) < repeats(plain_rows)
 
 
@@ -460,10 +463,10 @@ def test_num_beams_searches_for_likelier_answers(lm, prompt_ids, tmp_path, monke
     beams = generate(lm, prompt_ids, prediction(tmp_path, num_beams=3))
     beam_rows = recorder.new_tokens
     assert recorder.calls[-1]["kwargs"]["num_beams"] == 3
-    assert any(a != b for a, b in zip(greedy, beams))
+    assert any(a != b for a, b in zip(greedy, beams, strict=True))
     gains = [
         _log_prob(model, p, b) - _log_prob(model, p, g)
-        for p, g, b in zip(prompt_ids, greedy_rows, beam_rows)
+        for p, g, b in zip(prompt_ids, greedy_rows, beam_rows, strict=True)
     ]
     assert max(gains) > 1e-3, f"beam search finds a likelier continuation somewhere: {gains}"
 

@@ -44,7 +44,7 @@ def test_run_states_keep_their_on_disk_strings(tmp_path, monkeypatch):
     plain strings."""
     monkeypatch.setenv("H2O_LLM_STUDIO_WORKDIR", str(tmp_path / "work"))
     assert [s.value for s in RunState] == ["queued", "running", "finished", "failed", "stopped"]
-    assert ACTIVE | TERMINAL == set(RunState) and not ACTIVE & TERMINAL
+    assert set(RunState) == ACTIVE | TERMINAL and not ACTIVE & TERMINAL
 
     folder = ExperimentFolder(tmp_path / "old")
     folder.path.mkdir()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -100,10 +101,8 @@ def lab(tmp_path, monkeypatch, tiny_model_dir):
             for process in run_processes(record.pid):
                 if process.pid == os.getpid():
                     continue
-                try:
+                with contextlib.suppress(psutil.Error):
                     process.kill()
-                except psutil.Error:
-                    pass
 
 
 def group(pgid: int) -> list[psutil.Process]:

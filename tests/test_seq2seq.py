@@ -219,7 +219,7 @@ def test_perplexity_is_exp_of_each_rows_loss(tmp_path, tiny_t5_dir, pattern_csv)
     )
     predictions = pd.read_csv(folder.predictions_csv, keep_default_na=False)
     assert len(predictions) == 19 and (predictions["loss"] > 0).all()
-    for loss, perplexity in zip(predictions["loss"], predictions["Perplexity"]):
+    for loss, perplexity in zip(predictions["loss"], predictions["Perplexity"], strict=True):
         assert perplexity == pytest.approx(math.exp(loss), rel=1e-6)
     ((step, value),) = series(folder, "validation/Perplexity")
     assert step == 0 and value == pytest.approx(predictions["Perplexity"].mean(), rel=1e-6)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 from llm_studio.config.base import BaseConfig
 from llm_studio.config.sections import DatasetSection, TrainingSection
@@ -14,7 +13,7 @@ DPO_LOSSES = ("DPOLoss", "DPOHingeLoss", "DPOIPOLoss", "KTOPairLoss", "CPOLoss",
 
 @dataclass
 class DPODatasetSection(DatasetSection):
-    rejected_prompt_column: Optional[str] = setting(
+    rejected_prompt_column: str | None = setting(
         None,
         optional=True,
         tip="Column with the prompt of the rejected answer; None uses the chosen answer's prompt.",

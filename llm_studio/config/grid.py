@@ -95,7 +95,7 @@ def _format(value: Any) -> str:
 def _short_names(keys: list[str]) -> dict[str, str]:
     """The field name (`lora_r`), or `section.field` where two sections share a field name."""
     last = [k.rsplit(".", 1)[-1] for k in keys]
-    return {k: (n if last.count(n) == 1 else k) for k, n in zip(keys, last)}
+    return {k: (n if last.count(n) == 1 else k) for k, n in zip(keys, last, strict=True)}
 
 
 def combination_name(base: str, varied: dict[str, Any], short: dict[str, str]) -> str:
@@ -138,7 +138,7 @@ def expand_grid(cfg: BaseConfig, grid: dict[str, list[Any]]) -> list[BaseConfig]
     configs = []
     for number, combination in enumerate(itertools.product(*checked.values()), 1):
         one = copy.deepcopy(cfg)
-        chosen = dict(zip(checked, combination))
+        chosen = dict(zip(checked, combination, strict=True))
         for key, value in chosen.items():
             owner, field_name, _, _ = _setting(one, key)
             setattr(owner, field_name, value)
@@ -158,7 +158,7 @@ def check_combinations(configs: list[BaseConfig], gpu_count: int) -> CheckResult
     found: tuple[dict[str, list[str]], dict[str, list[str]]] = ({}, {})
     for one in configs:
         result = check_config(one, gpu_count)
-        for seen, messages in zip(found, (result.errors, result.warnings)):
+        for seen, messages in zip(found, (result.errors, result.warnings), strict=True):
             for message in messages:
                 seen.setdefault(message, []).append(one.experiment_name)
 

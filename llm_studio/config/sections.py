@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 from llm_studio.config.settings import MachineDefault, setting
 
@@ -30,7 +29,7 @@ class DataSourceSection:
         choices=("automatic", "custom"),
         tip="automatic: hold out a share of the train data; custom: use a separate dataframe.",
     )
-    validation_dataframe: Optional[str] = setting(
+    validation_dataframe: str | None = setting(
         None,
         optional=True,
         shown_if={"validation_strategy": "custom"},
@@ -58,7 +57,7 @@ class DataSourceSection:
         multi=True,
         tip="Which dataframes the data sample applies to.",
     )
-    system_column: Optional[str] = setting(
+    system_column: str | None = setting(
         None, optional=True, tip="Column with a system text put in front of the whole sample."
     )
     prompt_column: list[str] = setting(
@@ -81,7 +80,7 @@ class ChatDatasetSection(DataSourceSection):
     """Problem types that learn to write answers, possibly over chained conversations."""
 
     answer_column: str = setting("output", tip="Column with the expected answer.")
-    parent_id_column: Optional[str] = setting(
+    parent_id_column: str | None = setting(
         None,
         optional=True,
         tip="Column naming the `id` of the previous turn, to train on chained conversations.",

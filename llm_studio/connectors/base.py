@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, ClassVar, Mapping
+from typing import Any, BinaryIO, ClassVar
 
 from llm_studio.data.readers import READERS, DataError
 from llm_studio.env import setting_env

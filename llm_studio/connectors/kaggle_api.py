@@ -13,9 +13,10 @@ another host, e.g. a stand-in server in tests; by default it talks to api.kaggle
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from llm_studio.connectors.base import (
     CHUNK,

@@ -10,9 +10,10 @@ named pipe or device would hang the import).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from llm_studio.connectors.base import (
     IMPORT_SUFFIXES,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from llm_studio.connectors.base import (
     Connector,
@@ -37,7 +38,7 @@ class UploadConnector(Connector):
         staging_dir.mkdir(parents=True, exist_ok=True)
         budget = self._budget()
         out = []
-        for path, name in zip(paths, names):
+        for path, name in zip(paths, names, strict=True):
             src = Path(path)
             shown = name or src.name
             file_name = safe_file_name(shown, "Upload")

@@ -5,7 +5,7 @@ Validation and inference never go through here, so augmentations are off there b
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from torch.utils.data import Dataset

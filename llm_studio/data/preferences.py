@@ -67,7 +67,7 @@ def build_preference_pairs(df: pd.DataFrame, dataset_cfg, source: str) -> list[P
     )
     return [
         PreferencePair(c, _replace_last_turn(c, Conversation(None, (prompt,), (answer,))))
-        for c, prompt, answer in zip(chosen, rejected_prompts, rejected_answers)
+        for c, prompt, answer in zip(chosen, rejected_prompts, rejected_answers, strict=True)
     ]
 
 

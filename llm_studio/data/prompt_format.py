@@ -55,7 +55,7 @@ class PromptFormat:
                 )
             )
         last = len(conv.prompts) - 1
-        for i, (prompt, answer) in enumerate(zip(conv.prompts, conv.answers)):
+        for i, (prompt, answer) in enumerate(zip(conv.prompts, conv.answers, strict=True)):
             prompt_text = self.prompt_start + prompt + (eos if self.eos_after_prompt else "")
             out.append(Segment(prompt_text + self.answer_separator, False))
             if i < last or with_last_answer:
@@ -94,7 +94,7 @@ def to_messages(conv: Conversation, with_last_answer: bool = True) -> list[dict[
     """The chat-message form of a conversation, for `apply_chat_template`."""
     messages = [{"role": "system", "content": conv.system}] if conv.system else []
     last = len(conv.prompts) - 1
-    for i, (prompt, answer) in enumerate(zip(conv.prompts, conv.answers)):
+    for i, (prompt, answer) in enumerate(zip(conv.prompts, conv.answers, strict=True)):
         messages.append({"role": "user", "content": prompt})
         if i < last or with_last_answer:
             messages.append({"role": "assistant", "content": answer})

@@ -11,8 +11,8 @@ from __future__ import annotations
 import codecs
 import csv
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd

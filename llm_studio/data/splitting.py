@@ -40,8 +40,8 @@ def split_and_sample(cfg, seed: int, task=None) -> SplitData:
         val_df = read_dataframe(ds.validation_dataframe)
         check_answers(val_df, ds, ds.validation_dataframe)
         val_convs = build(val_df, source=ds.validation_dataframe)
-        val_convs = [c for c, keep in zip(val_convs, _kept_rows(val_df, ds)) if keep]
-        train_convs = [c for c, keep in zip(train_convs, train_keep) if keep]
+        val_convs = [c for c, keep in zip(val_convs, _kept_rows(val_df, ds), strict=True) if keep]
+        train_convs = [c for c, keep in zip(train_convs, train_keep, strict=True) if keep]
     else:
         train_rows, val_rows = _automatic_split(train_df, ds, rng, train_keep)
         val_convs = [train_convs[i] for i in val_rows if train_keep[i]]

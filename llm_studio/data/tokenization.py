@@ -43,7 +43,8 @@ def encode_for_training(
     starts = [start for start, _ in enc["offset_mapping"]]
     in_answer = [any(a <= s < b for a, b in answer_spans) for s in starts]
     labels = [
-        i if (ans or not mask_prompt_labels) else IGNORE_INDEX for i, ans in zip(ids, in_answer)
+        i if (ans or not mask_prompt_labels) else IGNORE_INDEX
+        for i, ans in zip(ids, in_answer, strict=True)
     ]
 
     if len(ids) > max_length:

@@ -92,7 +92,7 @@ def sample_conversations(
         bubbles = []
         if conv.system:
             bubbles.append({"role": SYSTEM, "text": conv.system, "row": chain[0]})
-        for row, prompt, reply in zip(chain, conv.prompts, conv.answers):
+        for row, prompt, reply in zip(chain, conv.prompts, conv.answers, strict=True):
             bubbles.append({"role": USER, "text": prompt, "row": row})
             bubbles.append({"role": ASSISTANT, "text": reply, "row": row})
         if rejected_answer:

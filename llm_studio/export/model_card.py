@@ -108,10 +108,7 @@ def _data_section(cfg) -> str:
     rows.append(("System column", _code(d.system_column)))
     rows.append(("Prompt column(s)", ", ".join(_code(c) for c in d.prompt_column)))
     answer = d.answer_column
-    if isinstance(answer, list):
-        answer = ", ".join(_code(c) for c in answer)
-    else:
-        answer = _code(answer)
+    answer = ", ".join(_code(c) for c in answer) if isinstance(answer, list) else _code(answer)
     rows.append(("Answer column(s)", answer))
     for key, title in (
         ("rejected_answer_column", "Rejected answer column"),

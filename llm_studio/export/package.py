@@ -19,8 +19,8 @@ import os
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config

@@ -15,8 +15,8 @@ imports it at its end), so `resolve_metric` finds them by the config's name.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
@@ -39,10 +39,7 @@ def accuracy_rows(targets, outputs, **_) -> list[float]:
     """Single-label: the likeliest class is right. Multi-label: every label is right at 0.5
     (sklearn's subset accuracy)."""
     y, p = _as_arrays(targets, outputs)
-    if y.ndim == 1:
-        right = p.argmax(axis=1) == y
-    else:
-        right = np.all((p > 0.5) == (y > 0.5), axis=1)
+    right = p.argmax(axis=1) == y if y.ndim == 1 else np.all((p > 0.5) == (y > 0.5), axis=1)
     return right.astype(float).tolist()
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import sacrebleu
 
@@ -34,7 +34,8 @@ class Metric:
 
 def bleu_scores(predictions: list[str], targets: list[str], **_) -> list[float]:
     return [
-        sacrebleu.sentence_bleu(pred, [target]).score for pred, target in zip(predictions, targets)
+        sacrebleu.sentence_bleu(pred, [target]).score
+        for pred, target in zip(predictions, targets, strict=True)
     ]
 
 

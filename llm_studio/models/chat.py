@@ -31,7 +31,7 @@ def weights_bytes(checkpoint: Path, bytes_per_value: int = 4) -> int:
     values = 0
     for path in files:
         with safe_open(str(path), framework="numpy") as fh:
-            for key in fh.keys():
+            for key in fh:
                 count = 1
                 for size in fh.get_slice(key).get_shape():
                     count *= size

@@ -94,7 +94,7 @@ def submit(
     """Save each config into its folder, add the experiment to the store and hand it to the
     runner, which starts it or queues it. `env` carries the secrets, to the child only."""
     records, states = [], []
-    for cfg, folder in zip(checked.configs, checked.folders):
+    for cfg, folder in zip(checked.configs, checked.folders, strict=True):
         config_file = folder / "cfg.yaml"
         save_config(cfg, config_file)
         record = store.add_experiment(

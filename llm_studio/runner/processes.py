@@ -10,6 +10,7 @@ pid is alive AND its start time (psutil `create_time`) is the one we recorded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -57,10 +58,8 @@ def signal_group(pgid: int, sig: int, leader_start_time: float | None) -> None:
     """Send `sig` to every process of the group we started with leader `pgid`."""
     if process_alive(pgid, leader_start_time):
         # The leader is ours and alive, so the group is ours: one atomic signal for all.
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
         return
     for process in group_members(pgid, leader_start_time):
         _send(process, sig)

@@ -25,6 +25,7 @@ No torch or transformers import here: the UI process imports this module.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -361,7 +362,7 @@ class Runner:
         ids = list(dict.fromkeys(int(i) for i in experiment_ids))
         with self._lock:
             records = [self.store.get_experiment(i) for i in ids]
-            missing = [i for i, r in zip(ids, records) if r is None]
+            missing = [i for i, r in zip(ids, records, strict=True) if r is None]
             if missing:
                 raise NotFoundError(
                     f"No experiment with id {', '.join(map(str, missing))}; nothing was deleted."
@@ -468,12 +469,10 @@ class Runner:
                 started_at=time.time(),
             )
         )
-        try:
+        with contextlib.suppress(NotFoundError):  # deleted meanwhile: poll() still reaps it
             self.store.update_experiment_fields(
                 record.id, status=RunState.RUNNING, pid=popen.pid, process_start_time=start_time
             )
-        except NotFoundError:
-            pass  # deleted meanwhile: the next poll() still reaps the process
         return run
 
     def _adopt(
@@ -495,10 +494,8 @@ class Runner:
     def _finish(self, run: _Running) -> None:
         """The leader exited: clean up its group and make status.json and the store say how."""
         for process in run.procs.alive():
-            try:
+            with contextlib.suppress(Exception):
                 process.kill()
-            except Exception:
-                pass
         status = run.folder.read_status()
         if status is None or status.state in ACTIVE:
             if run.stop_requested:
@@ -532,10 +529,8 @@ class Runner:
         self._set_store_status(experiment_id, state)
 
     def _set_store_status(self, experiment_id: int, state: str) -> None:
-        try:
+        with contextlib.suppress(NotFoundError):  # deleted meanwhile
             self.store.update_experiment_fields(experiment_id, status=state)
-        except NotFoundError:
-            pass  # deleted meanwhile
 
     def _kill_after_grace(self, run: _Running) -> None:
         """Background: SIGKILL what is left of a stopped run's group after the grace period."""

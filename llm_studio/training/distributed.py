@@ -45,10 +45,11 @@ import os
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
@@ -394,7 +395,7 @@ class Distributed:
             set_optimizer_state_dict,
         )
 
-        options = StateDictOptions(full_state_dict=True, strict=False)
+        options = StateDictOptions(full_state_dict=True, strict=True)
         set_model_state_dict(model, weights, options=options)
         set_optimizer_state_dict(model, optimizer, state, options=options)
 
@@ -438,7 +439,7 @@ class Distributed:
         numbers = [float(value) for value in values.values()]  # tensors too (the loss)
         tensor = torch.tensor(numbers, dtype=torch.float64, device=self.device)
         dist.all_reduce(tensor)
-        return dict(zip(values, (tensor / self.world_size).tolist()))
+        return dict(zip(values, (tensor / self.world_size).tolist(), strict=True))
 
     def gather(self, obj: T) -> list[T] | None:
         """Every rank's `obj`, in rank order, on rank 0; None on the other ranks."""

@@ -18,8 +18,8 @@ reference, y_w the chosen answer, y_l the rejected one, and h = rho(y_w) - rho(y
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -64,7 +64,7 @@ class PreferenceLoss:
         }
 
 
-PreferenceLossFn = Callable[[AnswerLogps, Optional[AnswerLogps], float, float], PreferenceLoss]
+PreferenceLossFn = Callable[[AnswerLogps, AnswerLogps | None, float, float], PreferenceLoss]
 
 
 def _log_ratios(

@@ -307,9 +307,12 @@ def _run(
         save_state()
         how = resume_command(ddp.world_size)
         log.info("Stopped at step %d; resume with %s", position.step, how)
-    if tr.save_checkpoint == "last" or (stopped and tr.save_checkpoint != "disable"):
-        save()
-    elif tr.save_checkpoint == "best" and ddp.from_main(not folder.checkpoint_dir.exists()):
+    if (
+        tr.save_checkpoint == "last"
+        or (stopped and tr.save_checkpoint != "disable")
+        or tr.save_checkpoint == "best"
+        and ddp.from_main(not folder.checkpoint_dir.exists())
+    ):
         save()
     if tr.save_checkpoint == "disable":
         log.info("save_checkpoint: disable, so no model is saved; chat and export are unavailable")

@@ -13,8 +13,9 @@ import logging
 import pickle
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from llm_studio.training.distributed import Distributed
 

@@ -102,7 +102,11 @@ def validate(
             return [(loss, "") for loss in losses]
         prompt_ids = [prompt for _, _, prompt in rows]
         return list(
-            zip(losses, generate_batch(model, tokenizer, prompt_ids, cfg.prediction, device))
+            zip(
+                losses,
+                generate_batch(model, tokenizer, prompt_ids, cfg.prediction, device),
+                strict=True,
+            )
         )
 
     # Batches of similar prompt lengths pad little, in the loss and in generation; the rows
@@ -117,7 +121,7 @@ def validate(
     if sorted_rows is None:
         return None
     rows = [None] * len(order)
-    for position, row in zip(order, sorted_rows):
+    for position, row in zip(order, sorted_rows, strict=True):
         rows[position] = row
     losses = [loss for loss, _ in rows]
     predictions = [prediction for _, prediction in rows]

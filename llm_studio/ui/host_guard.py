@@ -14,6 +14,7 @@ one request and every request is checked; a WebSocket upgrade is checked once an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -102,10 +103,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     except (ConnectionError, OSError):
         pass
     finally:
-        try:
+        with contextlib.suppress(Exception):  # already gone
             writer.close()
-        except Exception:  # already gone
-            pass
 
 
 async def _handle(

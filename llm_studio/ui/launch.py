@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import json
 import os
@@ -128,10 +129,8 @@ def _write_pids(pids: dict) -> None:
 
 def _die_with_parent() -> None:
     """Children get SIGTERM should the launcher itself be killed (SIGKILL leaves no cleanup)."""
-    try:
+    with contextlib.suppress(Exception):  # not Linux: `stop` still ends them by PID
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:  # not Linux: `stop` still ends them by PID
-        pass
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
@@ -208,10 +207,8 @@ class _WavedWatch(threading.Thread):
 
 def _say(message: str) -> None:
     """Print to the terminal; a closed one must not end the launcher (and with it the GUI)."""
-    try:
+    with contextlib.suppress(OSError, ValueError):
         print(message, flush=True)
-    except (OSError, ValueError):
-        pass
 
 
 class AlreadyRunning(RuntimeError):
@@ -346,10 +343,8 @@ def _entry(pid: int) -> dict:
 def _end_group(pid: int, process: subprocess.Popen | None = None, grace: float = 10.0) -> None:
     """SIGTERM the process group, SIGKILL it after `grace` seconds: it always ends."""
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
         deadline = time.time() + wait
         while time.time() < deadline:
             if process is not None:

@@ -119,7 +119,7 @@ def distribution(field_name: str, unit: str, values: np.ndarray, bins: int) -> L
         mean=float(values.mean()),
         min=int(values.min()),
         max=int(values.max()),
-        quantiles={f"{q}%": float(v) for q, v in zip(_QUANTILES, qs)},
+        quantiles={f"{q}%": float(v) for q, v in zip(_QUANTILES, qs, strict=True)},
         histogram=histogram(values, bins),
     )
 

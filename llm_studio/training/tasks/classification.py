@@ -196,7 +196,9 @@ class LabelTask(CausalLMTask):
         else:
             targets = class_labels(df, self.columns, source, self.multi_label)
             self._check_classes(targets, source)
-        return [LabelItem(c, tuple(t)) for c, t in zip(conversations, targets.tolist())]
+        return [
+            LabelItem(c, tuple(t)) for c, t in zip(conversations, targets.tolist(), strict=True)
+        ]
 
     def _check_classes(self, labels: np.ndarray, source: str) -> None:
         if self.multi_label:
@@ -343,7 +345,9 @@ class LabelTask(CausalLMTask):
             batch = {k: v.to(self.device) for k, v in batch.items()}
             outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             losses = LABEL_LOSSES[self.loss_name](outputs, batch["targets"])
-            return list(zip(outputs.float().cpu().tolist(), losses.float().cpu().tolist()))
+            return list(
+                zip(outputs.float().cpu().tolist(), losses.float().cpu().tolist(), strict=True)
+            )
 
         rows = map_batches(outputs_and_loss, [self.encode(item) for item in items], batch_size)
         model.train(was_training)
@@ -392,7 +396,9 @@ class LabelTask(CausalLMTask):
     def write_insights(self, folder, batch: dict) -> None:
         """The first batch as the model sees it: prompt tokens, padding, and the targets."""
         samples = []
-        for ids, attention in zip(batch["input_ids"].tolist(), batch["attention_mask"].tolist()):
+        for ids, attention in zip(
+            batch["input_ids"].tolist(), batch["attention_mask"].tolist(), strict=True
+        ):
             n = sum(attention)
             pieces = [{"kind": "input", "ids": ids[:n]}, {"kind": "padding", "ids": ids[n:]}]
             samples.append(

@@ -89,7 +89,7 @@ class DPOTask(CausalLMTask):
 
         chosen = rename([p.chosen for p in items])
         rejected = rename([p.rejected for p in items])
-        return [PreferencePair(c, r) for c, r in zip(chosen, rejected)]
+        return [PreferencePair(c, r) for c, r in zip(chosen, rejected, strict=True)]
 
     # --- model ---
     @property

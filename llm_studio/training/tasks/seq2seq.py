@@ -14,8 +14,8 @@ make the decoder inputs), so the losses here do not shift by one as the causal o
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -156,9 +156,11 @@ def write_seq2seq_insights(folder: ExperimentFolder, batch: dict, tokenizer) -> 
     """The first batch as the model sees it, in the causal insights' shape: per sample, the
     encoder input (`masked`: read, not scored; `padding`), then the decoder labels (`trained`)."""
     samples = []
-    for ids, attention, labels in zip(batch["input_ids"], batch["attention_mask"], batch["labels"]):
+    for ids, attention, labels in zip(
+        batch["input_ids"], batch["attention_mask"], batch["labels"], strict=True
+    ):
         pieces: list[dict] = []
-        for token_id, real in zip(ids.tolist(), attention.tolist()):
+        for token_id, real in zip(ids.tolist(), attention.tolist(), strict=True):
             kind = "masked" if real else "padding"
             if pieces and pieces[-1]["kind"] == kind:
                 pieces[-1]["ids"].append(token_id)
@@ -232,7 +234,7 @@ class Seq2SeqTask(CausalLMTask):
             losses = per_sample_loss(logits, batch["labels"]).float().cpu().tolist()
             prompts = [s.input_ids for s in chunk]
             answers = generate_answers(model, self.tokenizer, prompts, cfg.prediction, self.device)
-            return list(zip(losses, answers))
+            return list(zip(losses, answers, strict=True))
 
         try:
             rows = map_batches(loss_and_prediction, [self.encode(c) for c in items], batch_size)

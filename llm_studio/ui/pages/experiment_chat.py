@@ -446,7 +446,7 @@ async def _stream_answer(q: Q, st: ChatState, question: str, asked: float, waite
         while any(t.is_alive() for t in threads):
             try:
                 await asyncio.wait_for(arrived.wait(), SAVE_EVERY)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             arrived.clear()
             # The first words go out at once; later ones at most every SAVE_EVERY seconds.

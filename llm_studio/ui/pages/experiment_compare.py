@@ -84,7 +84,7 @@ async def compare_page(q: Q, note: ui.Component | None = None) -> None:
                         state,
                     ],
                 )
-                for r, state in zip(records, states)
+                for r, state in zip(records, states, strict=True)
             ],
             multiple=True,
             values=[str(r.id) for r in selected],
@@ -170,7 +170,7 @@ def summary_table(records, series) -> str:
     lines = []
     for chart, rows in series.items():
         last: dict[str, float] = {}
-        for step, value, experiment in sorted(rows):
+        for _step, value, experiment in sorted(rows):
             last[experiment] = value
         lines.append([chart] + [f"{last[n]:.5g}" if n in last else "" for n in names])
     return safe_text.table(["chart", *names], lines)
