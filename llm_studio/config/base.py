@@ -14,7 +14,7 @@ from llm_studio.config.sections import (
     TokenizerSection,
     TrainingSection,
 )
-from llm_studio.config.settings import section, setting
+from llm_studio.config.settings import SettingsGroup, section, setting
 
 SECTION_NAMES = (
     "dataset",
@@ -29,7 +29,7 @@ SECTION_NAMES = (
 
 
 @dataclass
-class BaseConfig:
+class BaseConfig(SettingsGroup):
     """Settings every problem type has. Subclasses set `problem_type` and may swap sections."""
 
     problem_type: str = setting("", tip="What kind of model to train.")

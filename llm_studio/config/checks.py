@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from llm_studio.config.classification import label_errors
@@ -16,12 +17,24 @@ class CheckResult:
     warnings: list[str] = field(default_factory=list)
 
 
+Report = Callable[[str], None]
+
+
 def check_config(cfg: BaseConfig, gpu_count: int) -> CheckResult:
     """`gpu_count` is passed in so the UI can check a config without importing torch."""
     result = CheckResult()
     err, warn = result.errors.append, result.warnings.append
-    ds, arch, tr, env = cfg.dataset, cfg.architecture, cfg.training, cfg.environment
+    _check_dataset(cfg, err)
+    _check_model(cfg, gpu_count, err)
+    _check_training(cfg, warn)
+    for error in label_errors(cfg):
+        err(error)
+    _check_engine(cfg, err, warn)
+    return result
 
+
+def _check_dataset(cfg: BaseConfig, err: Report) -> None:
+    ds = cfg.dataset
     if not ds.train_dataframe:
         err("dataset.train_dataframe: no train dataframe is set")
     if ds.validation_strategy == "custom" and not ds.validation_dataframe:
@@ -32,6 +45,10 @@ def check_config(cfg: BaseConfig, gpu_count: int) -> CheckResult:
         err("dataset.prompt_column: at least one prompt column is needed")
     if not ds.answer_column:
         err("dataset.answer_column: an answer column is needed")
+
+
+def _check_model(cfg: BaseConfig, gpu_count: int, err: Report) -> None:
+    arch, env = cfg.architecture, cfg.environment
     if arch.backbone_dtype in ("int4", "int8") and not arch.pretrained:
         err(
             f"architecture.backbone_dtype: {arch.backbone_dtype} quantizes pretrained weights, "
@@ -40,22 +57,22 @@ def check_config(cfg: BaseConfig, gpu_count: int) -> CheckResult:
     if len(env.gpus) > gpu_count:
         where = f"only {gpu_count} GPU(s) exist" if gpu_count else "no GPU exists"
         err(f"environment.gpus: {len(env.gpus)} GPU(s) asked for, but {where}")
-    if tr.lora and tr.freeze_layers:
+    if cfg.training.lora and cfg.training.freeze_layers:
         err("training.freeze_layers: only available without LoRA; use lora_unfreeze_layers")
-    prediction = cfg.prediction
+
+
+def _check_training(cfg: BaseConfig, warn: Report) -> None:
+    """Settings that run, but not as the user may expect: warnings only."""
+    tr, prediction = cfg.training, cfg.prediction
     if getattr(prediction, "do_sample", False) and prediction.temperature == 0:
         warn("prediction.temperature: 0 with do_sample makes sampling greedy; raising it to 1e-3")
     if tr.save_checkpoint == "best" and tr.evaluation_epochs > tr.epochs > 0:
         warn("training.save_checkpoint: best needs an evaluation; evaluation_epochs > epochs")
     if tr.epochs == 0 and tr.lora:
         warn("training.epochs: 0 evaluates the backbone as it is; LoRA adapters stay empty")
-    for error in label_errors(cfg):
-        err(error)
-    _check_engine(cfg, err, warn)
-    return result
 
 
-def _check_engine(cfg: BaseConfig, err, warn) -> None:
+def _check_engine(cfg: BaseConfig, err: Report, warn: Report) -> None:
     """Combinations the sharding engine cannot run (docs/distributed.md)."""
     env, arch = cfg.environment, cfg.architecture
     engine = data_parallel_engine(env)

@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_studio.config.base import BaseConfig
+from llm_studio.config.registries import (
+    CLASSIFICATION_LOSSES,
+    CLASSIFICATION_METRICS,
+    REGRESSION_LOSSES,
+    REGRESSION_METRICS,
+)
 from llm_studio.config.sections import DataSourceSection, TrainingSection
-from llm_studio.config.settings import section, setting
+from llm_studio.config.settings import SettingsGroup, section, setting
 
 
 @dataclass
@@ -26,7 +32,7 @@ class ClassificationDatasetSection(LabelDatasetSection):
 
 
 @dataclass
-class LabelAugmentationSection:
+class LabelAugmentationSection(SettingsGroup):
     # Chain augmentations need answers, which these types do not write.
     token_mask_probability: float = setting(
         0.0, range=(0.0, 0.9), tip="Chance of replacing an input token by the mask token."
@@ -51,14 +57,14 @@ class ClassificationTrainingSection(TrainingSection):
     length_grouped_batches: bool = _label_length_grouping()
     loss_function: str = setting(
         "CrossEntropy",
-        choices=("CrossEntropy", "BinaryCrossEntropy"),
+        choices=CLASSIFICATION_LOSSES.names,
         tip="CrossEntropy for one class per row; BinaryCrossEntropy for binary or multi-label.",
     )
 
 
 @dataclass
-class ClassificationPredictionSection:
-    metric: str = setting("AUC", choices=("AUC", "Accuracy", "LogLoss"), tip="Validation metric.")
+class ClassificationPredictionSection(SettingsGroup):
+    metric: str = setting("AUC", choices=CLASSIFICATION_METRICS.names, tip="Validation metric.")
     batch_size_inference: int = setting(
         0, range=(0, 512), tip="Validation batch size; 0 uses the training batch size."
     )
@@ -80,13 +86,13 @@ class ClassificationConfig(BaseConfig):
 class RegressionTrainingSection(TrainingSection):
     length_grouped_batches: bool = _label_length_grouping()
     loss_function: str = setting(
-        "MSELoss", choices=("MSELoss", "MAELoss"), tip="Squared or absolute error."
+        "MSELoss", choices=REGRESSION_LOSSES.names, tip="Squared or absolute error."
     )
 
 
 @dataclass
-class RegressionPredictionSection:
-    metric: str = setting("MSE", choices=("MSE", "MAE"), tip="Validation metric.")
+class RegressionPredictionSection(SettingsGroup):
+    metric: str = setting("MSE", choices=REGRESSION_METRICS.names, tip="Validation metric.")
     batch_size_inference: int = setting(
         0, range=(0, 512), tip="Validation batch size; 0 uses the training batch size."
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS, PROBLEM_TYPES
-from llm_studio.config.settings import spec_of
+from llm_studio.config.settings import IS_SET, spec_of
 from llm_studio.config.yaml_io import iter_settings, to_dict
 
 
@@ -25,7 +25,7 @@ def _shown_if(spec) -> str:
         return ""
     parts = []
     for key, values in spec.shown_if.items():
-        if values == ("__set__",):
+        if values == (IS_SET,):
             parts.append(f"`{key}` set")
         else:
             parts.append(f"`{key}` = " + " or ".join(f"`{v}`" for v in values))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llm_studio.config.base import BaseConfig
+from llm_studio.config.registries import PREFERENCE_LOSSES
 from llm_studio.config.sections import DatasetSection, TrainingSection
 from llm_studio.config.settings import section, setting
-
-DPO_LOSSES = ("DPOLoss", "DPOHingeLoss", "DPOIPOLoss", "KTOPairLoss", "CPOLoss", "SimPOLoss")
 
 
 @dataclass
@@ -26,7 +25,9 @@ class DPODatasetSection(DatasetSection):
 @dataclass
 class DPOTrainingSection(TrainingSection):
     loss_function: str = setting(
-        "DPOLoss", choices=DPO_LOSSES, tip="The preference loss (see the DPO family's papers)."
+        "DPOLoss",
+        choices=PREFERENCE_LOSSES.names,
+        tip="The preference loss (see the DPO family's papers).",
     )
     learning_rate: float = setting(
         1e-4, range=(1e-7, 1e-1), step=1e-5, log_scale=True, tip="Step size of weight updates."

@@ -9,16 +9,21 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from llm_studio.config.settings import MachineDefault, setting
+from llm_studio.config.registries import (
+    CHART_LOGGERS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TEXT_LOSSES,
+    TEXT_METRICS,
+)
+from llm_studio.config.settings import IS_SET, MachineDefault, SettingsGroup, setting
 
-OPTIMIZERS = ("Adadelta", "Adam", "AdamW", "AdamW8bit", "RMSprop", "SGD")
-SCHEDULES = ("Constant", "Cosine", "Linear")
 DTYPES = ("float32", "bfloat16", "float16", "int8", "int4")
 SAVE_CHECKPOINT = ("last", "best", "each_evaluation_epoch", "disable")
 
 
 @dataclass
-class DataSourceSection:
+class DataSourceSection(SettingsGroup):
     """Where the data comes from and how prompts are written: shared by every problem type."""
 
     train_dataframe: str = setting(
@@ -88,7 +93,7 @@ class ChatDatasetSection(DataSourceSection):
     add_eos_token_to_answer: bool = setting(True, tip="End each answer with the EOS token.")
     limit_chained_samples: bool = setting(
         False,
-        shown_if={"parent_id_column": "__set__"},
+        shown_if={"parent_id_column": IS_SET},
         tip="Train only on full conversations instead of on every turn of a chain.",
     )
     personalize: bool = setting(
@@ -112,7 +117,7 @@ class DatasetSection(ChatDatasetSection):
 
 
 @dataclass
-class TokenizerSection:
+class TokenizerSection(SettingsGroup):
     max_length: int = setting(
         512,
         range=(16, 16384),
@@ -145,7 +150,7 @@ def default_backbone_dtype() -> str:
 
 
 @dataclass
-class ArchitectureSection:
+class ArchitectureSection(SettingsGroup):
     backbone_dtype: str = setting(
         MachineDefault(default_backbone_dtype, "int4 with a GPU, float32 on a CPU-only machine"),
         choices=DTYPES,
@@ -166,13 +171,13 @@ class ArchitectureSection:
 
 
 @dataclass
-class TrainingSection:
+class TrainingSection(SettingsGroup):
     loss_function: str = setting(
         "TokenAveragedCrossEntropy",
-        choices=("TokenAveragedCrossEntropy", "SampleAveragedCrossEntropy"),
+        choices=TEXT_LOSSES.names,
         tip="TokenAveraged weighs every answer token equally; SampleAveraged every sample.",
     )
-    optimizer: str = setting("AdamW", choices=OPTIMIZERS, tip="The optimization algorithm.")
+    optimizer: str = setting("AdamW", choices=OPTIMIZERS.names, tip="The optimization algorithm.")
     learning_rate: float = setting(
         1e-4, range=(1e-7, 1e-1), step=1e-5, log_scale=True, tip="Step size of weight updates."
     )
@@ -183,7 +188,7 @@ class TrainingSection:
         1e-5,
         range=(1e-7, 1e-1),
         log_scale=True,
-        shown_if={"differential_learning_rate_layers": "__set__"},
+        shown_if={"differential_learning_rate_layers": IS_SET},
         tip="Learning rate of the layers listed above.",
     )
     freeze_layers: list[str] = setting(
@@ -202,7 +207,7 @@ class TrainingSection:
         "batches carry less padding, so training is faster.",
     )
     epochs: int = setting(1, range=(0, 100), tip="Passes over the train data; 0 only evaluates.")
-    schedule: str = setting("Cosine", choices=SCHEDULES, tip="How the learning rate evolves.")
+    schedule: str = setting("Cosine", choices=SCHEDULES.names, tip="How the learning rate evolves.")
     warmup_epochs: float = setting(
         0.0, range=(0.0, 10.0), step=0.05, tip="Epochs of linear warm-up from 0; may be fractional."
     )
@@ -247,7 +252,7 @@ class TrainingSection:
 
 
 @dataclass
-class AugmentationSection:
+class AugmentationSection(SettingsGroup):
     token_mask_probability: float = setting(
         0.0, range=(0.0, 0.9), tip="Chance of replacing an input token by the mask token."
     )
@@ -263,8 +268,8 @@ class AugmentationSection:
 
 
 @dataclass
-class PredictionSection:
-    metric: str = setting("BLEU", choices=("BLEU", "Perplexity", "GPT"), tip="Validation metric.")
+class PredictionSection(SettingsGroup):
+    metric: str = setting("BLEU", choices=TEXT_METRICS.names, tip="Validation metric.")
     metric_gpt_model: str = setting(
         "gpt-3.5-turbo-0301", free_text=True, shown_if={"metric": "GPT"}, tip="Judge model name."
     )
@@ -315,7 +320,7 @@ def default_number_of_workers() -> int:
 
 
 @dataclass
-class EnvironmentSection:
+class EnvironmentSection(SettingsGroup):
     gpus: list[str] = setting([], tip="GPU ids to train on; empty trains on the CPU.")
     mixed_precision: bool = setting(
         True, tip="Autocast to half precision on GPU; always off on the CPU."
@@ -364,10 +369,8 @@ class EnvironmentSection:
 
 
 @dataclass
-class LoggingSection:
-    logger: str = setting(
-        "None", choices=("None", "Neptune", "TensorBoard"), tip="Where to send the charts too."
-    )
+class LoggingSection(SettingsGroup):
+    logger: str = setting("None", choices=CHART_LOGGERS.names, tip="Where to send the charts too.")
     neptune_project: str = setting(
         "", shown_if={"logger": "Neptune"}, tip="Neptune project, as workspace/project."
     )

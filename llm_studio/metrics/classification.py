@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llm_studio.config.registries import CLASSIFICATION_METRICS, REGRESSION_METRICS
 from llm_studio.metrics.text import METRICS, Metric
 
 
@@ -105,12 +106,14 @@ class LabelMetric(Metric):
     value: Callable[[np.ndarray, np.ndarray], float] = None
 
 
-LABEL_METRICS: dict[str, LabelMetric] = {
-    "AUC": LabelMetric("AUC", True, False, no_rows, auc),
-    "Accuracy": LabelMetric("Accuracy", True, False, accuracy_rows, _mean_of(accuracy_rows)),
-    "LogLoss": LabelMetric("LogLoss", False, False, logloss_rows, _mean_of(logloss_rows)),
-    "MSE": LabelMetric("MSE", False, False, squared_error_rows, _mean_of(squared_error_rows)),
-    "MAE": LabelMetric("MAE", False, False, absolute_error_rows, _mean_of(absolute_error_rows)),
-}
+LABEL_METRICS: dict[str, LabelMetric] = (CLASSIFICATION_METRICS + REGRESSION_METRICS).implement(
+    {
+        "AUC": LabelMetric("AUC", True, False, no_rows, auc),
+        "Accuracy": LabelMetric("Accuracy", True, False, accuracy_rows, _mean_of(accuracy_rows)),
+        "LogLoss": LabelMetric("LogLoss", False, False, logloss_rows, _mean_of(logloss_rows)),
+        "MSE": LabelMetric("MSE", False, False, squared_error_rows, _mean_of(squared_error_rows)),
+        "MAE": LabelMetric("MAE", False, False, absolute_error_rows, _mean_of(absolute_error_rows)),
+    }
+)
 
 METRICS.update(LABEL_METRICS)

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import sacrebleu
 
+from llm_studio.config.registries import TEXT_METRICS
+
 log = logging.getLogger("llm_studio")
 
 
@@ -44,21 +46,21 @@ def perplexity_scores(sample_losses: list[float], **_) -> list[float]:
     return [math.exp(min(loss, 50.0)) for loss in sample_losses]
 
 
-METRICS: dict[str, Metric] = {
-    "BLEU": Metric("BLEU", higher_is_better=True, needs_generation=True, score=bleu_scores),
-    "Perplexity": Metric(
-        "Perplexity", higher_is_better=False, needs_generation=False, score=perplexity_scores
-    ),
-}
-
-
 def _judge_scores(**rows) -> list[float]:
     from llm_studio.metrics.judge import judge_scores
 
     return judge_scores(**rows)
 
 
-METRICS["GPT"] = Metric("GPT", higher_is_better=True, needs_generation=True, score=_judge_scores)
+METRICS: dict[str, Metric] = TEXT_METRICS.implement(
+    {
+        "BLEU": Metric("BLEU", higher_is_better=True, needs_generation=True, score=bleu_scores),
+        "Perplexity": Metric(
+            "Perplexity", higher_is_better=False, needs_generation=False, score=perplexity_scores
+        ),
+        "GPT": Metric("GPT", higher_is_better=True, needs_generation=True, score=_judge_scores),
+    }
+)
 
 
 def resolve_metric(prediction_cfg) -> Metric:

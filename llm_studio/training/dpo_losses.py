@@ -24,6 +24,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from llm_studio.config import registries
+
 
 @dataclass(frozen=True)
 class AnswerLogps:
@@ -167,14 +169,16 @@ def simpo_loss(
     return PreferenceLoss(losses, chosen.detach(), rejected.detach())
 
 
-PREFERENCE_LOSSES: dict[str, PreferenceLossFn] = {
-    "DPOLoss": dpo_loss,
-    "DPOHingeLoss": dpo_hinge_loss,
-    "DPOIPOLoss": dpo_ipo_loss,
-    "KTOPairLoss": kto_pair_loss,
-    "CPOLoss": cpo_loss,
-    "SimPOLoss": simpo_loss,
-}
+PREFERENCE_LOSSES: dict[str, PreferenceLossFn] = registries.PREFERENCE_LOSSES.implement(
+    {
+        "DPOLoss": dpo_loss,
+        "DPOHingeLoss": dpo_hinge_loss,
+        "DPOIPOLoss": dpo_ipo_loss,
+        "KTOPairLoss": kto_pair_loss,
+        "CPOLoss": cpo_loss,
+        "SimPOLoss": simpo_loss,
+    }
+)
 
 # Losses that never look at a reference model: no reference forward pass is made for them.
 REFERENCE_FREE = frozenset({"CPOLoss", "SimPOLoss"})

@@ -14,6 +14,7 @@ import shutil
 
 import yaml
 
+from llm_studio.config.registries import CHART_LOGGERS
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import to_dict
 from llm_studio.experiments.folder import ExperimentFolder
@@ -125,15 +126,11 @@ class TensorBoardLogger(ChartLogger):
             self.writer.close()
 
 
-LOGGERS: dict[str, type[ChartLogger]] = {
-    "None": NoneLogger,
-    "Neptune": NeptuneLogger,
-    "TensorBoard": TensorBoardLogger,
-}
+LOGGERS: dict[str, type[ChartLogger]] = CHART_LOGGERS.implement(
+    {"None": NoneLogger, "Neptune": NeptuneLogger, "TensorBoard": TensorBoardLogger}
+)
 
 
 def build_logger(cfg, folder: ExperimentFolder) -> ChartLogger:
-    name = cfg.logging.logger
-    if name not in LOGGERS:
-        raise ConfigError(f"logging.logger: got {name!r}, expected one of {sorted(LOGGERS)}")
-    return LOGGERS[name](cfg, folder)
+    """The configured logger; an unknown name is a ConfigError naming logging.logger."""
+    return LOGGERS[cfg.logging.logger](cfg, folder)

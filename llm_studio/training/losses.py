@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from llm_studio.config.registries import TEXT_LOSSES
 from llm_studio.data.tokenization import IGNORE_INDEX
 
 
@@ -40,10 +41,12 @@ def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return (losses * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "TokenAveragedCrossEntropy": token_averaged_cross_entropy,
-    "SampleAveragedCrossEntropy": sample_averaged_cross_entropy,
-}
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = TEXT_LOSSES.implement(
+    {
+        "TokenAveragedCrossEntropy": token_averaged_cross_entropy,
+        "SampleAveragedCrossEntropy": sample_averaged_cross_entropy,
+    }
+)
 
 
 # --- losses on the labelled positions only -----------------------------------------------

@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from llm_studio.config import registries
+
 
 def _adamw_8bit(params, lr: float, weight_decay: float):
     import bitsandbytes as bnb
@@ -28,14 +30,16 @@ def _adam(cls):
     return build
 
 
-OPTIMIZERS: dict[str, Callable] = {
-    "Adadelta": lambda p, lr, wd: torch.optim.Adadelta(p, lr=lr, weight_decay=wd),
-    "Adam": _adam(torch.optim.Adam),
-    "AdamW": _adam(torch.optim.AdamW),
-    "AdamW8bit": _adamw_8bit,
-    "RMSprop": lambda p, lr, wd: torch.optim.RMSprop(p, lr=lr, weight_decay=wd),
-    "SGD": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd, momentum=0.9),
-}
+OPTIMIZERS: dict[str, Callable] = registries.OPTIMIZERS.implement(
+    {
+        "Adadelta": lambda p, lr, wd: torch.optim.Adadelta(p, lr=lr, weight_decay=wd),
+        "Adam": _adam(torch.optim.Adam),
+        "AdamW": _adam(torch.optim.AdamW),
+        "AdamW8bit": _adamw_8bit,
+        "RMSprop": lambda p, lr, wd: torch.optim.RMSprop(p, lr=lr, weight_decay=wd),
+        "SGD": lambda p, lr, wd: torch.optim.SGD(p, lr=lr, weight_decay=wd, momentum=0.9),
+    }
+)
 
 
 def decays(name: str, param: torch.nn.Parameter) -> bool:
@@ -84,11 +88,9 @@ def _linear(progress: float) -> float:
     return 1.0 - progress
 
 
-SCHEDULES: dict[str, Callable[[float], float]] = {
-    "Constant": _constant,
-    "Cosine": _cosine,
-    "Linear": _linear,
-}
+SCHEDULES: dict[str, Callable[[float], float]] = registries.SCHEDULES.implement(
+    {"Constant": _constant, "Cosine": _cosine, "Linear": _linear}
+)
 
 
 def build_scheduler(

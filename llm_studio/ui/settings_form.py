@@ -19,7 +19,7 @@ from h2o_wave import ui
 
 from llm_studio.config.base import SECTION_NAMES, BaseConfig
 from llm_studio.config.grid import grid_keys
-from llm_studio.config.settings import coerce, field_types, spec_of
+from llm_studio.config.settings import IS_SET, coerce, field_types, spec_of
 
 SECTION_TITLES = {
     "dataset": "Dataset",
@@ -49,15 +49,15 @@ def key_of(name: str, prefix: str = PREFIX) -> str:
     return name[len(prefix) :].replace("__", ".")
 
 
-def setting_label(key: str, spec) -> str:
-    """The name a setting shows under: its declared label, else its key in words."""
-    return spec.label or key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+def setting_label(key: str) -> str:
+    """The name a setting shows under: its key in words."""
+    return key.rsplit(".", 1)[-1].replace("_", " ").capitalize()
 
 
 def _visible(spec, owner) -> bool:
     for other, allowed in spec.shown_if.items():
         value = getattr(owner, other, None)
-        if allowed == ("__set__",):
+        if allowed == (IS_SET,):
             if value in (None, "", []):
                 return False
         elif value not in allowed:
@@ -78,7 +78,7 @@ def _controls(cfg: BaseConfig) -> set[str]:
 
 
 def _widget(key: str, value: Any, annotation, spec, trigger: bool) -> ui.Component:
-    name, label, tip = widget_name(key), setting_label(key, spec), spec.tip
+    name, label, tip = widget_name(key), setting_label(key), spec.tip
     is_list = getattr(annotation, "__origin__", None) is list or isinstance(value, list)
     if isinstance(value, bool):
         return ui.toggle(name=name, label=label, value=value, trigger=trigger, tooltip=tip)
@@ -130,7 +130,7 @@ def _unescape(value):
 
 
 def _grid_widget(key: str, spec, value: Any, current: str | list) -> ui.Component:
-    name, label = grid_widget_name(key), f"{setting_label(key, spec)}: grid values"
+    name, label = grid_widget_name(key), f"{setting_label(key)}: grid values"
     tip = "Values to try, one experiment each; empty keeps the single value above."
     if spec.choices is not None:
         values = current if isinstance(current, list) else [v for v in str(current).split(",") if v]

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from llm_studio.atomic import write_text_atomic
 from llm_studio.config.classification import label_errors
+from llm_studio.config.registries import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from llm_studio.config.settings import ConfigError
 from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.conversations import build_conversations
@@ -68,19 +69,24 @@ def absolute_error(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return (outputs.float() - targets.float()).abs().mean(dim=1)
 
 
-LABEL_LOSSES = {
-    "CrossEntropy": cross_entropy,
-    "BinaryCrossEntropy": binary_cross_entropy,
-    "MSELoss": squared_error,
-    "MAELoss": absolute_error,
-}
+_LABEL_LOSS_NAMES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
+LABEL_LOSSES = _LABEL_LOSS_NAMES.implement(
+    {
+        "CrossEntropy": cross_entropy,
+        "BinaryCrossEntropy": binary_cross_entropy,
+        "MSELoss": squared_error,
+        "MAELoss": absolute_error,
+    }
+)
 # How raw outputs become predictions (written into the head's json for inference).
-ACTIVATIONS = {
-    "CrossEntropy": "softmax",
-    "BinaryCrossEntropy": "sigmoid",
-    "MSELoss": "none",
-    "MAELoss": "none",
-}
+ACTIVATIONS = _LABEL_LOSS_NAMES.implement(
+    {
+        "CrossEntropy": "softmax",
+        "BinaryCrossEntropy": "sigmoid",
+        "MSELoss": "none",
+        "MAELoss": "none",
+    }
+)
 
 
 def predictions_from(raw: torch.Tensor, activation: str, single_binary: bool) -> np.ndarray:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from llm_studio.config.registries import TEXT_LOSSES
 from llm_studio.data.tokenization import IGNORE_INDEX, batch_length, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
@@ -67,10 +68,12 @@ def sample_averaged_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) ->
     return per_sample_loss(logits, labels).mean()
 
 
-LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    "TokenAveragedCrossEntropy": token_averaged_cross_entropy,
-    "SampleAveragedCrossEntropy": sample_averaged_cross_entropy,
-}
+LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = TEXT_LOSSES.implement(
+    {
+        "TokenAveragedCrossEntropy": token_averaged_cross_entropy,
+        "SampleAveragedCrossEntropy": sample_averaged_cross_entropy,
+    }
+)
 
 
 # --- encoding and batches ---

@@ -118,7 +118,7 @@ def settings_widgets(prediction) -> list:
     items: list = []
     for key in CHAT_SETTINGS:
         spec, value, kind = spec_of(fields[key]), getattr(prediction, key), hints[key]
-        label = setting_label(key, spec) if spec else key
+        label = setting_label(key) if spec else key
         common = dict(name=f"chat__{key}", label=label, tooltip=spec.tip if spec else None)
         low, high = spec.range if spec and spec.range else (0, 4096)
         if kind is bool:
@@ -297,7 +297,7 @@ async def chat_setting(q: Q, key: str) -> None:
     if st.session is not None:
         st.session.prediction = st.prediction
     spec = spec_of({f.name: f for f in dataclasses.fields(st.prediction)}[key])
-    label = setting_label(key, spec) if spec else key
+    label = setting_label(key) if spec else key
     _note(q, st, f"{label} set to {getattr(st.prediction, key)}.")
 
 
