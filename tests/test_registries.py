@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from llm_studio.config.problem_types import PROBLEM_TYPES
-from llm_studio.config.registries import Registry
+from llm_studio.config.registries import HIGHER_IS_BETTER_METRICS, Registry
 from llm_studio.config.sections import TrainingSection
 from llm_studio.config.settings import (
     IS_SET,
@@ -83,6 +83,10 @@ def test_the_label_task_builds_no_loss_and_validation_no_metric_that_no_setting_
     }
     assert set(classification.LABEL_LOSSES) <= offered["training.loss_function"]
     assert set(METRICS) == offered["prediction.metric"]
+
+
+def test_the_experiment_list_ranks_each_metric_the_way_validation_does():
+    assert {n for n, m in METRICS.items() if m.higher_is_better} == HIGHER_IS_BETTER_METRICS
 
 
 def yaml_with(tmp_path, problem_type: str, key: str, value: str):

@@ -75,5 +75,8 @@ REGRESSION_LOSSES = Registry("training.loss_function", ("MSELoss", "MAELoss"))
 TEXT_METRICS = Registry("prediction.metric", ("BLEU", "Perplexity", "GPT"))
 CLASSIFICATION_METRICS = Registry("prediction.metric", ("AUC", "Accuracy", "LogLoss"))
 REGRESSION_METRICS = Registry("prediction.metric", ("MSE", "MAE"))
+# Which way is good: the experiment list (experiments/summary.py) picks each run's best value by
+# it without importing the metrics; each Metric's `higher_is_better` agrees (test_registries.py).
+HIGHER_IS_BETTER_METRICS = frozenset({"BLEU", "GPT", "AUC", "Accuracy"})
 
 CHART_LOGGERS = Registry("logging.logger", ("None", "Neptune", "TensorBoard"))

@@ -10,10 +10,10 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_studio.config.registries import HIGHER_IS_BETTER_METRICS
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.experiments.status import RunState
 
-HIGHER_IS_BETTER = {"BLEU", "GPT", "AUC", "Accuracy"}
 THROUGHPUT = "train/tokens_per_s"  # loss-bearing tokens per second, as training measures it
 
 
@@ -67,7 +67,7 @@ class SummaryCache:
                 continue
             metric = p.name.split("/", 1)[1]
             old = entry.best.get(metric)
-            better = max if metric in HIGHER_IS_BETTER else min
+            better = max if metric in HIGHER_IS_BETTER_METRICS else min
             entry.best[metric] = p.value if old is None else better(old, p.value)
         return entry
 
