@@ -7,6 +7,7 @@ A setting's metadata says what values it accepts (`choices` or `range`), how it 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable
 from contextlib import suppress
@@ -82,7 +83,7 @@ def setting(
     if isinstance(default, MachineDefault):
         return field(default_factory=default.compute, metadata={"setting": spec})
     if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata={"setting": spec})
+        return field(default_factory=functools.partial(list, default), metadata={"setting": spec})
     return field(default=default, metadata={"setting": spec})
 
 
@@ -121,7 +122,7 @@ def _declared_specs(cls: type) -> dict[str, SettingSpec | None]:
 
 
 def _check_shown_if(
-    cls: type, name: str, other: str, allowed: tuple[Any, ...], specs: dict[str, Any]
+    cls: type, name: str, other: str, allowed: tuple[Any, ...], specs: dict[str, SettingSpec | None]
 ) -> None:
     where = f"{cls.__qualname__}.{name}"
     if other not in specs:
@@ -129,11 +130,13 @@ def _check_shown_if(
             f"{where}: shown_if names {other!r}, which is not a setting of {cls.__qualname__} "
             f"(its settings: {', '.join(specs)})"
         )
-    choices = specs[other].choices if specs[other] and not specs[other].free_text else None
-    wrong = [v for v in allowed if choices is not None and v != IS_SET and v not in choices]
+    spec = specs[other]
+    if spec is None or spec.choices is None or spec.free_text:
+        return  # open values (a number, a bool, free text): any value may be meant
+    wrong = [v for v in allowed if v != IS_SET and v not in spec.choices]
     if wrong:
         raise TypeError(
-            f"{where}: shown_if {other}={wrong[0]!r}, but {other} takes one of {list(choices)}"
+            f"{where}: shown_if {other}={wrong[0]!r}, but {other} takes one of {list(spec.choices)}"
         )
 
 
