@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from llm_studio.config.classification import label_errors
 from llm_studio.config.problem_types import BaseConfig
-from llm_studio.config.sections import data_parallel_engine
+from llm_studio.config.sections import PredictionSection, data_parallel_engine
 
 
 @dataclass
@@ -30,7 +30,7 @@ def check_config(cfg: BaseConfig, gpu_count: int) -> CheckResult:
         err("dataset.validation_size: the automatic validation strategy needs a size above 0")
     if not ds.prompt_column:
         err("dataset.prompt_column: at least one prompt column is needed")
-    if not ds.answer_column:
+    if not ds.answer_column:  # type: ignore[attr-defined]  # every type's dataset section has one (str or list)
         err("dataset.answer_column: an answer column is needed")
     if arch.backbone_dtype in ("int4", "int8") and not arch.pretrained:
         err(
@@ -43,7 +43,11 @@ def check_config(cfg: BaseConfig, gpu_count: int) -> CheckResult:
     if tr.lora and tr.freeze_layers:
         err("training.freeze_layers: only available without LoRA; use lora_unfreeze_layers")
     prediction = cfg.prediction
-    if getattr(prediction, "do_sample", False) and prediction.temperature == 0:
+    if (
+        isinstance(prediction, PredictionSection)
+        and prediction.do_sample
+        and prediction.temperature == 0
+    ):
         warn("prediction.temperature: 0 with do_sample makes sampling greedy; raising it to 1e-3")
     if tr.save_checkpoint == "best" and tr.evaluation_epochs > tr.epochs > 0:
         warn("training.save_checkpoint: best needs an evaluation; evaluation_epochs > epochs")

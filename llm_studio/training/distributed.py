@@ -55,6 +55,7 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.config.settings import ConfigError
 
 log = logging.getLogger("llm_studio")
@@ -164,7 +165,9 @@ class Distributed:
             dist.destroy_process_group()
 
     # --- model and batches ---
-    def wrap(self, model: torch.nn.Module, cfg, build_optimizer) -> tuple[torch.nn.Module, object]:
+    def wrap(
+        self, model: torch.nn.Module, cfg: BaseConfig, build_optimizer
+    ) -> tuple[torch.nn.Module, object]:
         """The model the training steps run, and the optimizer the loop's scheduler drives
         (`build_optimizer(model, cfg.training)`, built when the engine needs it). DDP: a wrapper
         whose backward all-reduces the gradients; validation and saving use the model itself.
@@ -186,7 +189,9 @@ class Distributed:
         )
         return trained, build_optimizer(model, cfg.training)
 
-    def _zero(self, model: torch.nn.Module, cfg, optimizer) -> tuple[torch.nn.Module, object]:
+    def _zero(
+        self, model: torch.nn.Module, cfg: BaseConfig, optimizer
+    ) -> tuple[torch.nn.Module, object]:
         """DeepSpeed ZeRO around our model and optimizer. It steps the optimizer we built, so
         the loop's scheduler (which sets that optimizer's learning rates) stays in charge."""
         global _sharded

@@ -14,6 +14,7 @@ import shutil
 
 import yaml
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import to_dict
 from llm_studio.experiments.folder import ExperimentFolder
@@ -27,7 +28,7 @@ NEPTUNE_LOCAL_MODES = ("offline", "debug")
 class ChartLogger:
     """The interface every logger offers; this base logs nothing."""
 
-    def __init__(self, cfg, folder: ExperimentFolder):
+    def __init__(self, cfg: BaseConfig, folder: ExperimentFolder):
         self.cfg = cfg
         self.folder = folder
 
@@ -51,7 +52,7 @@ class NeptuneLogger(ChartLogger):
     in whatever the working directory is.
     """
 
-    def __init__(self, cfg, folder: ExperimentFolder):
+    def __init__(self, cfg: BaseConfig, folder: ExperimentFolder):
         super().__init__(cfg, folder)
         project = cfg.logging.neptune_project.strip()
         mode = os.environ.get("NEPTUNE_MODE", "async")
@@ -102,7 +103,7 @@ class NeptuneLogger(ChartLogger):
 class TensorBoardLogger(ChartLogger):
     """Event files in <experiment>/tensorboard: one scalar per chart point, the config as text."""
 
-    def __init__(self, cfg, folder: ExperimentFolder):
+    def __init__(self, cfg: BaseConfig, folder: ExperimentFolder):
         super().__init__(cfg, folder)
         from torch.utils.tensorboard import SummaryWriter
 
@@ -132,7 +133,7 @@ LOGGERS: dict[str, type[ChartLogger]] = {
 }
 
 
-def build_logger(cfg, folder: ExperimentFolder) -> ChartLogger:
+def build_logger(cfg: BaseConfig, folder: ExperimentFolder) -> ChartLogger:
     name = cfg.logging.logger
     if name not in LOGGERS:
         raise ConfigError(f"logging.logger: got {name!r}, expected one of {sorted(LOGGERS)}")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from h2o_wave import Q
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.store.db import Store
 
 if TYPE_CHECKING:  # the import machinery loads pandas: not at UI start-up
@@ -60,7 +61,7 @@ class PreviousExperiment:
 class ExperimentDraft:
     """The Create experiment form between its events."""
 
-    cfg: object  # the problem type's config dataclass
+    cfg: BaseConfig  # the problem type's config dataclass
     dataset_id: int
     grid: dict | None = None  # None: a single experiment; else setting key -> values to try
     previous: PreviousExperiment | None = None

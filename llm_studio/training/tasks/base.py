@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
 from llm_studio.models.backbone import LoadedBackbone
@@ -23,7 +24,7 @@ class ValidationOutcome(Protocol):
 
 
 class Task(Protocol):
-    cfg: object
+    cfg: BaseConfig
     device: torch.device
 
     def build_items(self, df: pd.DataFrame, source: str) -> list:

@@ -9,6 +9,8 @@ import logging
 import pandas as pd
 import torch
 
+from llm_studio.config.base import BaseConfig
+from llm_studio.config.sections import ChatDatasetSection
 from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.batching import pack_rows
 from llm_studio.data.conversations import build_conversations
@@ -32,7 +34,7 @@ log = logging.getLogger("llm_studio")
 
 
 class CausalLMTask:
-    def __init__(self, cfg, device: torch.device):
+    def __init__(self, cfg: BaseConfig, device: torch.device):
         self.cfg = cfg
         self.device = device
         self.tokenizer = None
@@ -48,6 +50,7 @@ class CausalLMTask:
 
     def personalize(self, items: list) -> list:
         ds = self.cfg.dataset
+        assert isinstance(ds, ChatDatasetSection)  # the label types override personalize
         return personalize(items, ds.chatbot_name, ds.chatbot_author)
 
     # --- model ---

@@ -15,6 +15,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,12 @@ import torch
 import torch.nn.functional as F
 
 from llm_studio.atomic import write_text_atomic
-from llm_studio.config.classification import label_errors
+from llm_studio.config.classification import (
+    ClassificationConfig,
+    ClassificationDatasetSection,
+    RegressionConfig,
+    label_errors,
+)
 from llm_studio.config.settings import ConfigError
 from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.conversations import build_conversations
@@ -160,7 +166,9 @@ class LabelValidationResult:
 class LabelTask(CausalLMTask):
     """The task of text_causal_classification_modeling and text_causal_regression_modeling."""
 
-    def __init__(self, cfg, device: torch.device):
+    cfg: ClassificationConfig | RegressionConfig
+
+    def __init__(self, cfg: ClassificationConfig | RegressionConfig, device: torch.device):
         super().__init__(cfg, device)
         ds = cfg.dataset
         columns = ds.answer_column
@@ -173,7 +181,7 @@ class LabelTask(CausalLMTask):
         self._fresh_head = True
         # The dataset settings as the shared causal code reads them: one answer column (whose
         # text is never rendered: prompts end at the answer separator), no chains.
-        self._view = copy.copy(ds)
+        self._view: Any = copy.copy(ds)  # a label section given the chat fields causal code reads
         self._view.answer_column = self.columns[0] if self.columns else ""
         self._view.parent_id_column = None
         self._view.add_eos_token_to_answer = False
@@ -204,7 +212,7 @@ class LabelTask(CausalLMTask):
         if self.multi_label:
             self.num_classes = len(self.columns)
             return
-        n = self.cfg.dataset.num_classes
+        n = self._configured_classes
         if self.loss_name == "BinaryCrossEntropy":
             why = "BinaryCrossEntropy with one answer column is binary: labels 0 and 1"
             check_class_range(labels, 2, self.columns, source, why)
@@ -230,12 +238,18 @@ class LabelTask(CausalLMTask):
         if self.loss_name == "BinaryCrossEntropy":
             return 1
         if self.num_classes is None:
-            if not self.cfg.dataset.num_classes:
+            if not self._configured_classes:
                 raise ConfigError(
                     "dataset.num_classes: 0 infers it from the train data, which is not read yet"
                 )
-            self.num_classes = self.cfg.dataset.num_classes
+            self.num_classes = self._configured_classes
         return self.num_classes
+
+    @property
+    def _configured_classes(self) -> int:
+        """dataset.num_classes (0: infer it); regression has no such setting."""
+        ds = self.cfg.dataset
+        return ds.num_classes if isinstance(ds, ClassificationDatasetSection) else 0
 
     @property
     def single_binary(self) -> bool:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from llm_studio.config.dpo import DPOConfig
 from llm_studio.data.personalize import personalize
 from llm_studio.data.preferences import (
     EncodedPair,
@@ -67,7 +68,9 @@ def _eval_mode(model):
 
 
 class DPOTask(CausalLMTask):
-    def __init__(self, cfg, device: torch.device):
+    cfg: DPOConfig
+
+    def __init__(self, cfg: DPOConfig, device: torch.device):
         super().__init__(cfg, device)
         self.reference: torch.nn.Module | None = None  # the frozen copy, when LoRA is off
 
