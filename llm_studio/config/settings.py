@@ -7,6 +7,7 @@ A setting's metadata says what values it accepts (`choices` or `range`), how it 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,7 +79,7 @@ def setting(
     if isinstance(default, MachineDefault):
         return field(default_factory=default.compute, metadata={"setting": spec})
     if isinstance(default, list):
-        return field(default_factory=lambda d=default: list(d), metadata={"setting": spec})
+        return field(default_factory=functools.partial(list, default), metadata={"setting": spec})
     return field(default=default, metadata={"setting": spec})
 
 

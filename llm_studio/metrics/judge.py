@@ -22,6 +22,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
 from llm_studio.config.settings import ConfigError
@@ -228,7 +229,7 @@ def read_mt_bench_questions(path: Path | None = None) -> list[MtBenchQuestion]:
     return questions
 
 
-def _strings(value) -> bool:
+def _strings(value) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
 
 
@@ -335,7 +336,9 @@ def judge_scores(*, predictions, targets, prompts, prediction_cfg, **_) -> list[
             return _Outcome(error="skipped after an earlier error that retrying cannot fix")
         try:
             raw = client.chat.completions.with_raw_response.create(
-                model=model, messages=messages[row], temperature=0.0
+                model=model,
+                messages=messages[row],  # type: ignore[arg-type]  # plain role/content dicts
+                temperature=0.0,
             )
         except openai.APIStatusError as err:
             if err.status_code in (401, 403, 404):
