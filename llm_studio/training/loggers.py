@@ -75,7 +75,7 @@ class NeptuneLogger(ChartLogger):
         self.run = neptune.init_run(
             project=project,
             api_token=token,
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]  # NEPTUNE_MODE as the user set it; Neptune checks it
             name=cfg.experiment_name,
             # logs.log already holds the output; source and Git state are not ours to upload.
             capture_stdout=False,
