@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from typing import Any
 
 import pandas as pd
 import torch
@@ -37,11 +38,12 @@ class CausalLMTask:
     def __init__(self, cfg: BaseConfig, device: torch.device):
         self.cfg = cfg
         self.device = device
-        self.tokenizer = None
-        self.fmt: PromptFormat | None = None
+        # Set by load(), which the loop calls before any batch, validation or save.
+        self.tokenizer: Any = None  # a transformers tokenizer
+        self.fmt: PromptFormat = None  # type: ignore[assignment]  # set by load()
         self.packing = False  # padding-free batches (training.sample_packing), once checked
         self.labelled_logits = False  # the model computes logits for chosen positions only
-        self.fused_loss = None  # liger's fused linear cross entropy, on one CUDA GPU
+        self.fused_loss: Any = None  # liger's fused linear cross entropy, on one CUDA GPU
         self._validation_cache: tuple[list, list] | None = None
 
     # --- data ---

@@ -14,8 +14,9 @@ import copy
 import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -121,7 +122,7 @@ def collate_labels(
     samples: list[LabelSample], pad_id: int, padding_quantile: float, max_length: int
 ) -> dict[str, torch.Tensor]:
     """Right-padded prompts, as for causal LM (too long: cut on the left), and the targets."""
-    batch = collate_training(samples, pad_id, padding_quantile, max_length)
+    batch = collate_training(samples, pad_id, padding_quantile, max_length)  # type: ignore[arg-type]  # LabelSample is an EncodedSample
     del batch["labels"]
     batch["targets"] = torch.tensor([s.target for s in samples], dtype=torch.float32)
     return batch
@@ -181,7 +182,8 @@ class LabelTask(CausalLMTask):
         self._fresh_head = True
         # The dataset settings as the shared causal code reads them: one answer column (whose
         # text is never rendered: prompts end at the answer separator), no chains.
-        self._view: Any = copy.copy(ds)  # a label section given the chat fields causal code reads
+        # Untyped on purpose: a label section given the chat fields the causal code reads.
+        self._view: Any = cast(Any, copy.copy(ds))
         self._view.answer_column = self.columns[0] if self.columns else ""
         self._view.parent_id_column = None
         self._view.add_eos_token_to_answer = False
@@ -281,11 +283,12 @@ class LabelTask(CausalLMTask):
         return backbone
 
     def _load_previous_head(self, folder: str) -> None:
-        saved = read_head(folder)
+        saved = read_head(Path(folder))
         if saved is None:
             log.info("architecture.pretrained_weights: %s has no head; starting a new one", folder)
             return
         tensors, _ = saved
+        assert self.model is not None  # load() built it just before
         head = self.model.head
         if tensors["weight"].shape != head.weight.shape:
             log.warning(
@@ -314,7 +317,7 @@ class LabelTask(CausalLMTask):
             mean = np.mean([item.target for item in items], axis=0)
             with torch.no_grad():
                 self.model.head.bias.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        return TrainingSamples(items, self.encode, NO_CHAIN_AUGMENTATION, seed)
+        return TrainingSamples(items, self.encode, NO_CHAIN_AUGMENTATION, seed)  # type: ignore[arg-type]  # items are LabelItems here
 
     @property
     def collate(self):

@@ -42,6 +42,7 @@ from llm_studio.training.dpo_losses import (
     PreferenceLoss,
 )
 from llm_studio.training.losses import per_sample_loss
+from llm_studio.training.tasks.base import ValidationOutcome
 from llm_studio.training.tasks.causal_lm import CausalLMTask
 
 
@@ -192,7 +193,7 @@ class DPOTask(CausalLMTask):
 class DPOValidationResult:
     """The causal result on the chosen answers (metric, predictions) with the DPO loss."""
 
-    causal: object
+    causal: ValidationOutcome
     loss: float
     charts: dict[str, float] = field(default_factory=dict)
 
