@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from llm_studio.config.sections import PredictionSection
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
@@ -58,8 +60,8 @@ def free_gpu_memory(device: str) -> int:
 @dataclass
 class ChatSession:
     model: torch.nn.Module
-    tokenizer: object
-    prediction: object
+    tokenizer: Any  # a transformers tokenizer: its stubs type every result as a union of forms
+    prediction: PredictionSection
     system: str | None = None
     history: list[tuple[str, str]] = field(default_factory=list)
 
@@ -73,7 +75,7 @@ class ChatSession:
         if not folder.cfg_yaml.is_file():
             raise ConfigError(f"{folder.path}: not an experiment folder (no cfg.yaml)")
         cfg, _ = load_config(folder.cfg_yaml)
-        if not hasattr(cfg.prediction, "max_length_inference"):
+        if not isinstance(cfg.prediction, PredictionSection):
             raise ConfigError(
                 f"{folder.path}: a {cfg.problem_type} experiment predicts labels, not text, "
                 "so there is nothing to chat with; see docs/classification.md to predict"
