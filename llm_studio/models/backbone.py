@@ -206,10 +206,10 @@ def build_model(
 
 def _grow_vocabulary(model: torch.nn.Module, vocab_size: int) -> None:
     """New token rows start at the mean of the old rows: deterministic, and a neutral start."""
-    old = model.get_input_embeddings().weight.shape[0]
-    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    old = model.get_input_embeddings().weight.shape[0]  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
     with torch.no_grad():
-        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
             if layer is not None and layer.weight.shape[0] == vocab_size:
                 layer.weight[old:] = layer.weight[:old].float().mean(0).to(layer.weight.dtype)
 
@@ -251,7 +251,7 @@ def prepare_for_training(model: torch.nn.Module, cfg: BaseConfig) -> torch.nn.Mo
             model, use_gradient_checkpointing=cfg.architecture.gradient_checkpointing
         )
     elif cfg.architecture.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
 
     if tr.lora:
         from peft import LoraConfig, get_peft_model
@@ -277,7 +277,7 @@ def prepare_for_training(model: torch.nn.Module, cfg: BaseConfig) -> torch.nn.Mo
                 param.requires_grad = False
     if cfg.architecture.gradient_checkpointing and tr.lora and not quantized:
         # Checkpointed blocks need an input that requires grad when the embeddings are frozen.
-        model.enable_input_require_grads()
+        model.enable_input_require_grads()  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
     return model
 
 

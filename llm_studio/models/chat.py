@@ -125,7 +125,7 @@ class ChatSession:
         kwargs.update(max_new_tokens=1, min_new_tokens=0)
         for unused in ("stop_strings", "tokenizer"):  # nothing to stop in one token
             kwargs.pop(unused, None)
-        self.model.generate(**inputs, **kwargs)
+        self.model.generate(**inputs, **kwargs)  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
 
     @torch.no_grad()
     def ask(self, question: str, streamer=None) -> str:
@@ -135,11 +135,11 @@ class ChatSession:
             return_tensors="pt",
             return_dict=True,
         ).to(self.model.device)
-        output = self.model.generate(
+        output = self.model.generate(  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
             **inputs, **generation_kwargs(self.prediction, self.tokenizer), streamer=streamer
         )
         # A decoder-only model continues the prompt; an encoder-decoder writes only the answer.
-        start = 0 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
+        start = 0 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]  # type: ignore[union-attr]  # transformers API; torch types Module attributes as Tensor | Module
         new_tokens = output[0, start:]
         answer = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         answer = cut_at_stop(answer, self.prediction).strip()

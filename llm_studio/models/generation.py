@@ -84,7 +84,7 @@ def generate_batch(
     model.eval()
     try:
         with generating(model) as synced_gpus:
-            output = model.generate(
+            output = model.generate(  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
                 **batch,
                 **generation_kwargs(prediction_cfg, tokenizer),
                 streamer=streamer,

@@ -28,11 +28,12 @@ def backbone_eos_token(backbone: str) -> str | None:
     """The EOS token of the backbone's tokenizer (what `AutoTokenizer.from_pretrained(...)
     .eos_token` gives training), read from its tokenizer files so the UI needs no torch;
     None when they are not on this machine."""
-    folder: Path | None = Path(backbone).expanduser()
+    folder = Path(backbone).expanduser()
     if not folder.is_dir():  # a hub name: its prepared copy, if this machine has one
-        folder = local_copy(backbone)
-        if folder is None:
+        prepared = local_copy(backbone)
+        if prepared is None:
             return None
+        folder = prepared
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         try:
             data = json.loads((folder / name).read_text(encoding="utf-8"))

@@ -47,6 +47,9 @@ class Task(Protocol):
         """What the loss of `batch` averages over (labelled tokens or samples): in DDP each
         rank's loss counts by its share of the global batch's weight."""
 
+    def loss_tokens(self, batch: dict) -> int:
+        """Loss-bearing (predicted) tokens of a batch: the throughput counts these."""
+
     def validate(self, model, items: list, metric: Metric) -> ValidationOutcome: ...
 
     def save(self, model, folder: ExperimentFolder, dest=None, adapter: bool = True) -> None: ...
