@@ -38,7 +38,7 @@ class ImportWizard:
     @property
     def data_files(self) -> DataFiles:
         """The files being configured: the dataset's own when editing, else the staged ones."""
-        return self.files if self.editing else self.staged
+        return self.files if self.editing else self.staged  # type: ignore[return-value]  # set with editing / by the fetch step
 
     def columns(self) -> list[str]:
         """The train dataframe's columns (none if it could not be read)."""
