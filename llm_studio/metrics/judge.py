@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
+from llm_studio.config.sections import PredictionSection
 from llm_studio.config.settings import ConfigError
 from llm_studio.data.prompt_format import Conversation
 from llm_studio.env import setting_env
@@ -269,7 +270,9 @@ class _Outcome:
     error: str | None = None
 
 
-def judge_scores(*, predictions, targets, prompts, prediction_cfg, **_) -> list[float]:
+def judge_scores(
+    *, predictions, targets, prompts, prediction_cfg: PredictionSection, **_
+) -> list[float]:
     """One score per row: the judge's 0-10 grade for judged rows, NaN for the rest.
 
     The first `max_rows()` rows are judged (all when it is 0); their mean is the metric's value,

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import sacrebleu
 
+from llm_studio.config.base import PredictionSettings
+
 log = logging.getLogger("llm_studio")
 
 
@@ -61,7 +63,7 @@ def _judge_scores(**rows) -> list[float]:
 METRICS["GPT"] = Metric("GPT", higher_is_better=True, needs_generation=True, score=_judge_scores)
 
 
-def resolve_metric(prediction_cfg) -> Metric:
+def resolve_metric(prediction_cfg: PredictionSettings) -> Metric:
     """The metric a run uses: GPT falls back to BLEU, with a log line, when no judge is reachable."""
     if prediction_cfg.metric == "GPT":
         from llm_studio.metrics.judge import judge_unavailable_reason

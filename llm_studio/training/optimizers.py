@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 import torch
 
+from llm_studio.config.sections import TrainingSection
+
 
 def _adamw_8bit(params, lr: float, weight_decay: float):
     import bitsandbytes as bnb
@@ -43,7 +45,7 @@ def decays(name: str, param: torch.nn.Parameter) -> bool:
     return param.ndim >= 2 and "norm" not in name.lower()
 
 
-def param_groups(model: torch.nn.Module, training_cfg) -> list[dict]:
+def param_groups(model: torch.nn.Module, training_cfg: TrainingSection) -> list[dict]:
     """Trainable parameters; names matching differential_learning_rate_layers get their own
     rate; norms and biases get no weight decay."""
     patterns = [p for p in training_cfg.differential_learning_rate_layers if p]
@@ -64,7 +66,7 @@ def param_groups(model: torch.nn.Module, training_cfg) -> list[dict]:
     ]
 
 
-def build_optimizer(model: torch.nn.Module, training_cfg) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, training_cfg: TrainingSection) -> torch.optim.Optimizer:
     groups = param_groups(model, training_cfg)
     if not groups:
         raise ValueError("no trainable parameters: check lora / freeze_layers settings")
