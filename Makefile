@@ -24,9 +24,11 @@ $(SETUP_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	DS_BUILD_OPS=0 $(BIN)/pip install -r requirements.txt -r requirements-dev.txt
 	touch $@
 
+# mypy reads its settings (files = llm_studio/) from pyproject.toml.
 lint:
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/hadolint Dockerfile
 	$(BIN)/actionlint .github/workflows/*.yml
 

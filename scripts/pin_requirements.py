@@ -6,6 +6,7 @@ here and a CUDA build elsewhere. Dev tools stay in requirements-dev.txt / [dev-p
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,6 +24,11 @@ def read_pins(path: Path) -> dict[str, str]:
     return pins
 
 
+def normalized(name: str) -> str:
+    """pip freeze spells some names with `_` where the pins have `-` (pytest_httpserver)."""
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
 def toml_key(name: str) -> str:
     """A dotted name (jaraco.classes) must be quoted, or TOML reads it as a nested table."""
     return f'"{name}"' if "." in name else name
@@ -33,13 +39,13 @@ def main() -> None:
         [sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True, check=True
     ).stdout
     dev = read_pins(ROOT / "requirements-dev.txt")
-    dev_names = {n.lower() for n in dev}
+    dev_names = {normalized(n) for n in dev}
     pins = {}
     for line in frozen.splitlines():
         if "==" not in line:
             continue
         name, version = line.split("==")
-        if name.lower() in dev_names:
+        if normalized(name) in dev_names:
             continue
         pins[name] = version.split("+")[0] if name.lower() == "torch" else version
     torch_pin = pins.pop("torch")

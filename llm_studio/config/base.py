@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from llm_studio.config.sections import (
     ArchitectureSection,
     AugmentationSection,
     DatasetSection,
+    DataSourceSection,
     EnvironmentSection,
     LoggingSection,
     PredictionSection,
@@ -28,6 +30,20 @@ SECTION_NAMES = (
 )
 
 
+class AugmentationSettings(Protocol):
+    """What every problem type's augmentation section has (label types have no chains)."""
+
+    token_mask_probability: float
+    neftune_noise_alpha: float
+
+
+class PredictionSettings(Protocol):
+    """What every problem type's prediction section has (label types generate no text)."""
+
+    metric: str
+    batch_size_inference: int
+
+
 @dataclass
 class BaseConfig(SettingsGroup):
     """Settings every problem type has. Subclasses set `problem_type` and may swap sections."""
@@ -42,11 +58,12 @@ class BaseConfig(SettingsGroup):
     output_directory: str = setting(
         "output/user/experiment", tip="Folder the experiment writes everything to."
     )
-    dataset: DatasetSection = section(DatasetSection)
+    # Typed as what every problem type has; the defaults are causal language modeling's.
+    dataset: DataSourceSection = section(DatasetSection)
     tokenizer: TokenizerSection = section(TokenizerSection)
     architecture: ArchitectureSection = section(ArchitectureSection)
     training: TrainingSection = section(TrainingSection)
-    augmentation: AugmentationSection = section(AugmentationSection)
-    prediction: PredictionSection = section(PredictionSection)
+    augmentation: AugmentationSettings = section(AugmentationSection)
+    prediction: PredictionSettings = section(PredictionSection)
     environment: EnvironmentSection = section(EnvironmentSection)
     logging: LoggingSection = section(LoggingSection)

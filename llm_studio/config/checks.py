@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from llm_studio.config.classification import label_errors
 from llm_studio.config.problem_types import BaseConfig
-from llm_studio.config.sections import data_parallel_engine
+from llm_studio.config.sections import PredictionSection, data_parallel_engine
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _check_dataset(cfg: BaseConfig, err: Report) -> None:
         err("dataset.validation_size: the automatic validation strategy needs a size above 0")
     if not ds.prompt_column:
         err("dataset.prompt_column: at least one prompt column is needed")
-    if not ds.answer_column:
+    if not ds.answer_column:  # type: ignore[attr-defined]  # every type's dataset section has one (str or list)
         err("dataset.answer_column: an answer column is needed")
 
 
@@ -64,7 +64,11 @@ def _check_model(cfg: BaseConfig, gpu_count: int, err: Report) -> None:
 def _check_training(cfg: BaseConfig, warn: Report) -> None:
     """Settings that run, but not as the user may expect: warnings only."""
     tr, prediction = cfg.training, cfg.prediction
-    if getattr(prediction, "do_sample", False) and prediction.temperature == 0:
+    if (
+        isinstance(prediction, PredictionSection)
+        and prediction.do_sample
+        and prediction.temperature == 0
+    ):
         warn("prediction.temperature: 0 with do_sample makes sampling greedy; raising it to 1e-3")
     if tr.save_checkpoint == "best" and tr.evaluation_epochs > tr.epochs > 0:
         warn("training.save_checkpoint: best needs an evaluation; evaluation_epochs > epochs")

@@ -110,7 +110,7 @@ class RegressionConfig(BaseConfig):
     prediction: RegressionPredictionSection = section(RegressionPredictionSection)
 
 
-def label_errors(cfg) -> list[str]:
+def label_errors(cfg: BaseConfig) -> list[str]:
     """What a classification config asks that its loss cannot do: checked before launch (the
     config checks) and again when the task is built (a YAML run straight through train.py)."""
     if not isinstance(cfg, ClassificationConfig):

@@ -43,7 +43,7 @@ def grid_keys(cfg: BaseConfig) -> list[str]:
     ]
 
 
-def _setting(cfg: BaseConfig, key: str) -> tuple[Any, str, Any, SettingSpec]:
+def _setting(cfg: BaseConfig, key: str) -> tuple[Any, str, Any, SettingSpec | None]:
     """(owner object, field name, annotation, spec) of a grid-searchable key, or ConfigError."""
     for dotted, owner, f, annotation in iter_settings(cfg):
         if dotted == key:

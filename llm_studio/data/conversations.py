@@ -58,8 +58,8 @@ def build_conversations(df: pd.DataFrame, dataset_cfg, source: str) -> list[Conv
     conversations = []
     for row in range(len(df)):
         chain = [row]
-        while parents[chain[-1]] is not None:
-            chain.append(parents[chain[-1]])
+        while (parent := parents[chain[-1]]) is not None:
+            chain.append(parent)
             if len(chain) > len(df):
                 raise DataError(f"{source}: parent chain of row {row} loops back on itself")
         chain.reverse()
@@ -77,7 +77,7 @@ def _parent_positions(df: pd.DataFrame, dataset_cfg, source: str) -> list[int | 
     if not getattr(dataset_cfg, "parent_id_column", None):  # label types have no chains
         return [None] * len(df)
     ids = df["id"].map(_id_text).tolist()
-    position = {}
+    position: dict[str, int] = {}
     for i, id_ in enumerate(ids):
         if id_ in position:
             raise DataError(f"{source}: id {id_!r} appears twice (rows {position[id_]} and {i})")
@@ -95,8 +95,8 @@ def chain_roots(df: pd.DataFrame, dataset_cfg) -> list[int]:
     roots = []
     for row in range(len(df)):
         node, steps = row, 0
-        while parents[node] is not None and steps <= len(df):
-            node, steps = parents[node], steps + 1
+        while (parent := parents[node]) is not None and steps <= len(df):
+            node, steps = parent, steps + 1
         roots.append(node)
     return roots
 

@@ -132,7 +132,7 @@ class PreferenceSamples(TrainingSamples):
     conversation exactly as for causal LM, and the rejected side follows the same context."""
 
     def __init__(self, pairs: list[PreferencePair], encode, augmentation_cfg, seed: int):
-        super().__init__(pairs, encode, augmentation_cfg, seed)
+        super().__init__(pairs, encode, augmentation_cfg, seed)  # type: ignore[arg-type]  # items are pairs here
         self._chosen = (
             TrainingSamples([p.chosen for p in pairs], _not_encoded, augmentation_cfg, seed)
             if self.augments
@@ -144,8 +144,8 @@ class PreferenceSamples(TrainingSamples):
         if self._chosen is not None:
             self._chosen.set_epoch(epoch)
 
-    def conversation(self, index: int) -> PreferencePair:
-        pair = self.conversations[index]
+    def conversation(self, index: int) -> PreferencePair:  # type: ignore[override]  # pairs, not conversations
+        pair: PreferencePair = self.conversations[index]  # type: ignore[assignment]  # see __init__
         if self._chosen is None:
             return pair
         return pair.in_context(self._chosen.conversation(index))

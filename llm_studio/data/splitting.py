@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from llm_studio.config.base import BaseConfig
+from llm_studio.config.sections import ChatDatasetSection
 from llm_studio.data.conversations import build_conversations, chain_roots, leaf_rows
 from llm_studio.data.personalize import personalize
 from llm_studio.data.prompt_format import Conversation
@@ -27,7 +29,7 @@ class SplitData:
     validation: list[Conversation]
 
 
-def split_and_sample(cfg, seed: int, task=None) -> SplitData:
+def split_and_sample(cfg: BaseConfig, seed: int, task=None) -> SplitData:
     """Items per row (the task's kind; conversations by default), split and sampled."""
     ds = cfg.dataset
     rng = np.random.default_rng(seed)
@@ -37,9 +39,14 @@ def split_and_sample(cfg, seed: int, task=None) -> SplitData:
     train_convs = build(train_df, source=ds.train_dataframe)
     train_keep = _kept_rows(train_df, ds)
     if ds.validation_strategy == "custom":
-        val_df = read_dataframe(ds.validation_dataframe)
-        check_answers(val_df, ds, ds.validation_dataframe)
-        val_convs = build(val_df, source=ds.validation_dataframe)
+        val_source = ds.validation_dataframe
+        if not val_source:  # the config checks say so before a run; train.py -Y skips them
+            raise DataError(
+                "dataset.validation_dataframe: the custom validation strategy needs a dataframe"
+            )
+        val_df = read_dataframe(val_source)
+        check_answers(val_df, ds, val_source)
+        val_convs = build(val_df, source=val_source)
         val_convs = [c for c, keep in zip(val_convs, _kept_rows(val_df, ds), strict=True) if keep]
         train_convs = [c for c, keep in zip(train_convs, train_keep, strict=True) if keep]
     else:
@@ -53,7 +60,7 @@ def split_and_sample(cfg, seed: int, task=None) -> SplitData:
         val_convs = _sample(val_convs, ds.data_sample, rng, at_least=MIN_VALIDATION_SAMPLES)
     if cfg.training.train_validation_data:
         train_convs = train_convs + val_convs
-    if getattr(ds, "personalize", False):
+    if isinstance(ds, ChatDatasetSection) and ds.personalize:
         train_convs = (
             task.personalize(train_convs)
             if task

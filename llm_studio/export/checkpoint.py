@@ -38,11 +38,11 @@ def merged_model(model: torch.nn.Module, reload_base=None) -> torch.nn.Module:
         from peft import get_peft_model, get_peft_model_state_dict, set_peft_model_state_dict
 
         base = reload_base()
-        config = copy.deepcopy(model.peft_config["default"])
-        clean = get_peft_model(base, config)
+        config = copy.deepcopy(model.peft_config["default"])  # type: ignore[index]  # transformers API; torch types Module attributes as Tensor | Module
+        clean = get_peft_model(base, config)  # type: ignore[arg-type]  # transformers API; torch types Module attributes as Tensor | Module
         set_peft_model_state_dict(clean, get_peft_model_state_dict(model))
         return clean.merge_and_unload()
-    return copy.deepcopy(model).merge_and_unload()
+    return copy.deepcopy(model).merge_and_unload()  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
 
 
 def save_checkpoint(
@@ -62,12 +62,12 @@ def save_checkpoint(
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     try:
         merged = merged_model(model, reload_base)
-        merged.config.use_cache = True
+        merged.config.use_cache = True  # type: ignore[union-attr]  # transformers API; torch types Module attributes as Tensor | Module
         generation_config = getattr(merged, "generation_config", None)
         if generation_config is not None:
             generation_config.eos_token_id = tokenizer.eos_token_id
             generation_config.pad_token_id = tokenizer.pad_token_id
-        merged.save_pretrained(tmp, safe_serialization=True)
+        merged.save_pretrained(tmp, safe_serialization=True)  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
         save_tokenizer(tokenizer, fmt, tmp)
         replace_dir(tmp, dest)
     except BaseException:
@@ -76,7 +76,7 @@ def save_checkpoint(
     if adapter_dest is not None and is_peft(model):
         tmp = Path(tempfile.mkdtemp(dir=adapter_dest.parent, prefix=f".{adapter_dest.name}."))
         try:
-            model.save_pretrained(tmp)
+            model.save_pretrained(tmp)  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
             replace_dir(tmp, adapter_dest)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,10 @@ from typing import Any
 
 import yaml
 
+from llm_studio.config.base import BaseConfig
+from llm_studio.config.classification import ClassificationDatasetSection
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
+from llm_studio.config.sections import DatasetSection, PredictionSection
 from llm_studio.config.yaml_io import load_config
 from llm_studio.data.prompt_format import Conversation, PromptFormat
 from llm_studio.experiments.folder import ExperimentFolder
@@ -66,7 +69,7 @@ def build_model_card(
 # --- pieces ---
 
 
-def _front_matter(cfg, adapter: bool) -> str:
+def _front_matter(cfg: BaseConfig, adapter: bool) -> str:
     meta: dict[str, Any] = {
         "library_name": "peft" if adapter else "transformers",
         "license": "other",  # a placeholder: the owner picks the license before sharing
@@ -81,7 +84,7 @@ def _front_matter(cfg, adapter: bool) -> str:
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def _intro(cfg, label: str, adapter: bool) -> str:
+def _intro(cfg: BaseConfig, label: str, adapter: bool) -> str:
     what = "A LoRA adapter" if adapter else "A model"
     text = (
         f"{what} fine-tuned with LLM Studio for **{label}** (`{cfg.problem_type}`), "
@@ -94,7 +97,7 @@ def _intro(cfg, label: str, adapter: bool) -> str:
     return text + "\n"
 
 
-def _data_section(cfg) -> str:
+def _data_section(cfg: BaseConfig) -> str:
     d = cfg.dataset
     rows = [("Train data", _file_name(d.train_dataframe))]
     if d.validation_strategy == "custom":
@@ -107,7 +110,7 @@ def _data_section(cfg) -> str:
         rows.append(("Data sample", f"{d.data_sample:g} of {', '.join(d.data_sample_choice)}"))
     rows.append(("System column", _code(d.system_column)))
     rows.append(("Prompt column(s)", ", ".join(_code(c) for c in d.prompt_column)))
-    answer = d.answer_column
+    answer = d.answer_column  # type: ignore[attr-defined]  # every type has one (str or list)
     answer = ", ".join(_code(c) for c in answer) if isinstance(answer, list) else _code(answer)
     rows.append(("Answer column(s)", answer))
     for key, title in (
@@ -117,14 +120,14 @@ def _data_section(cfg) -> str:
     ):
         if hasattr(d, key):
             rows.append((title, _code(getattr(d, key))))
-    if getattr(d, "num_classes", None):
+    if isinstance(d, ClassificationDatasetSection) and d.num_classes:
         rows.append(("Number of classes", str(d.num_classes)))
-    if getattr(d, "mask_prompt_labels", None) is not None:
+    if isinstance(d, DatasetSection):
         rows.append(("Loss on prompts", "no" if d.mask_prompt_labels else "yes"))
     return "## Training data\n\n" + _bullets(rows)
 
 
-def _training_section(cfg, exp: ExperimentFolder) -> str:
+def _training_section(cfg: BaseConfig, exp: ExperimentFolder) -> str:
     tr = cfg.training
     rows = [
         ("Epochs", str(tr.epochs)),
@@ -168,7 +171,7 @@ def _training_section(cfg, exp: ExperimentFolder) -> str:
     )
 
 
-def _weights(cfg, exp: ExperimentFolder) -> str:
+def _weights(cfg: BaseConfig, exp: ExperimentFolder) -> str:
     """What training measured on the loaded model (weights.json), not what the setting asked."""
     try:
         report = WeightsReport.from_dict(json.loads(exp.weights_file.read_text(encoding="utf-8")))
@@ -177,7 +180,7 @@ def _weights(cfg, exp: ExperimentFolder) -> str:
     return report.summary()
 
 
-def _validation_section(cfg, exp: ExperimentFolder) -> str:
+def _validation_section(cfg: BaseConfig, exp: ExperimentFolder) -> str:
     points, _ = exp.read_charts()
     metric = cfg.prediction.metric
     lines = []
@@ -200,7 +203,7 @@ def _validation_section(cfg, exp: ExperimentFolder) -> str:
     return "## Validation\n\n" + _bullets(lines) + note
 
 
-def _prompt_section(cfg, eos: str) -> str:
+def _prompt_section(cfg: BaseConfig, eos: str) -> str:
     d = cfg.dataset
     fmt = PromptFormat(
         system_start=d.text_system_start or "",
@@ -244,12 +247,13 @@ def _prompt_section(cfg, eos: str) -> str:
     )
 
 
-def _usage_section(cfg, name: str, adapter: bool) -> str:
+def _usage_section(cfg: BaseConfig, name: str, adapter: bool) -> str:
     if cfg.problem_type in LABELS:
         return _usage_labels(cfg, name, adapter)
     seq2seq = cfg.problem_type == SEQ2SEQ
     model_class = "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM"
     p = cfg.prediction
+    assert isinstance(p, PredictionSection)  # every type but the label ones (returned above)
     gen = [
         f"max_new_tokens={p.max_length_inference}",
         f"min_new_tokens={min(p.min_length_inference, p.max_length_inference)}",
@@ -317,7 +321,7 @@ _GROW = (
 )
 
 
-def _usage_labels(cfg, name: str, adapter: bool) -> str:
+def _usage_labels(cfg: BaseConfig, name: str, adapter: bool) -> str:
     if adapter:
         return (
             "## Usage\n\n"
@@ -358,7 +362,7 @@ def _usage_labels(cfg, name: str, adapter: bool) -> str:
     )
 
 
-def _files_section(cfg, adapter: bool) -> str:
+def _files_section(cfg: BaseConfig, adapter: bool) -> str:
     if adapter:
         rows = [
             ("`adapter_config.json`, `adapter_model.safetensors`", "the adapter in PEFT format"),
@@ -382,7 +386,7 @@ def _files_section(cfg, adapter: bool) -> str:
     return "## Files\n\n" + _bullets(rows)
 
 
-def _license_section(cfg) -> str:
+def _license_section(cfg: BaseConfig) -> str:
     return (
         "## License\n\n"
         "No license has been chosen yet (`license: other` above is a placeholder). Pick one "

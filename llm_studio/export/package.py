@@ -22,6 +22,7 @@ import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
@@ -54,7 +55,7 @@ class AdapterUnavailable(ExportError):
 # --- what an experiment holds ---
 
 
-def experiment(folder: str | Path) -> tuple[ExperimentFolder, object]:
+def experiment(folder: str | Path) -> tuple[ExperimentFolder, BaseConfig]:
     """The folder and its config; an ExportError when it is not an experiment folder."""
     exp = ExperimentFolder(folder)
     if not exp.cfg_yaml.is_file():
@@ -104,7 +105,9 @@ def model_entries(folder: str | Path, model_name: str | None = None) -> list[Ent
 
     checkpoint = require_checkpoint(folder)
     exp = ExperimentFolder(folder)
-    entries = [(p, rel) for p, rel in _walk(checkpoint) if rel not in ("README.md", "cfg.yaml")]
+    entries: list[Entry] = [
+        (p, rel) for p, rel in _walk(checkpoint) if rel not in ("README.md", "cfg.yaml")
+    ]
     entries.append((build_model_card(folder, model_name).encode("utf-8"), "README.md"))
     entries.append((exp.cfg_yaml, "cfg.yaml"))
     return entries

@@ -103,7 +103,7 @@ def _mean_of(rows: Callable[..., list[float]]) -> Callable[..., float]:
 
 @dataclass(frozen=True)
 class LabelMetric(Metric):
-    value: Callable[[np.ndarray, np.ndarray], float] = None
+    value: Callable[[np.ndarray, np.ndarray], float] | None = None
 
 
 LABEL_METRICS: dict[str, LabelMetric] = (CLASSIFICATION_METRICS + REGRESSION_METRICS).implement(

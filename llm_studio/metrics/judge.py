@@ -22,8 +22,10 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
+from llm_studio.config.sections import PredictionSection
 from llm_studio.config.settings import ConfigError
 from llm_studio.data.prompt_format import Conversation
 from llm_studio.env import setting_env
@@ -228,7 +230,7 @@ def read_mt_bench_questions(path: Path | None = None) -> list[MtBenchQuestion]:
     return questions
 
 
-def _strings(value) -> bool:
+def _strings(value) -> TypeGuard[list[str]]:
     return isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value)
 
 
@@ -268,7 +270,9 @@ class _Outcome:
     error: str | None = None
 
 
-def judge_scores(*, predictions, targets, prompts, prediction_cfg, **_) -> list[float]:
+def judge_scores(
+    *, predictions, targets, prompts, prediction_cfg: PredictionSection, **_
+) -> list[float]:
     """One score per row: the judge's 0-10 grade for judged rows, NaN for the rest.
 
     The first `max_rows()` rows are judged (all when it is 0); their mean is the metric's value,
@@ -335,7 +339,9 @@ def judge_scores(*, predictions, targets, prompts, prediction_cfg, **_) -> list[
             return _Outcome(error="skipped after an earlier error that retrying cannot fix")
         try:
             raw = client.chat.completions.with_raw_response.create(
-                model=model, messages=messages[row], temperature=0.0
+                model=model,
+                messages=messages[row],  # type: ignore[arg-type]  # plain role/content dicts
+                temperature=0.0,
             )
         except openai.APIStatusError as err:
             if err.status_code in (401, 403, 404):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import sacrebleu
 
+from llm_studio.config.base import PredictionSettings
 from llm_studio.config.registries import TEXT_METRICS
 
 log = logging.getLogger("llm_studio")
@@ -63,7 +64,7 @@ METRICS: dict[str, Metric] = TEXT_METRICS.implement(
 )
 
 
-def resolve_metric(prediction_cfg) -> Metric:
+def resolve_metric(prediction_cfg: PredictionSettings) -> Metric:
     """The metric a run uses: GPT falls back to BLEU, with a log line, when no judge is reachable."""
     if prediction_cfg.metric == "GPT":
         from llm_studio.metrics.judge import judge_unavailable_reason

@@ -11,6 +11,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoTokenizer
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.config.settings import ConfigError
 from llm_studio.models.offline_backbone import resolve_backbone
 from llm_studio.models.weights import WeightsReport
@@ -36,14 +37,14 @@ DROPOUT_ATTRIBUTES = (
 ENCODER_DECODER = "text_sequence_to_sequence_modeling"
 
 
-def auto_model_class(cfg):
+def auto_model_class(cfg: BaseConfig):
     name = (
         "AutoModelForSeq2SeqLM" if cfg.problem_type == ENCODER_DECODER else "AutoModelForCausalLM"
     )
     return getattr(transformers, name)
 
 
-def peft_task_type(cfg) -> str:
+def peft_task_type(cfg: BaseConfig) -> str:
     return "SEQ_2_SEQ_LM" if cfg.problem_type == ENCODER_DECODER else "CAUSAL_LM"
 
 
@@ -55,7 +56,7 @@ class LoadedBackbone:
     weights: WeightsReport | None = None  # what was loaded, measured on the model
 
 
-def compute_dtype_for(cfg, device: torch.device) -> torch.dtype:
+def compute_dtype_for(cfg: BaseConfig, device: torch.device) -> torch.dtype:
     """The float type the weights are kept (or dequantized) in. The CPU always uses float32."""
     requested = cfg.architecture.backbone_dtype
     if device.type == "cpu":
@@ -69,7 +70,7 @@ def compute_dtype_for(cfg, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def model_source(cfg) -> str:
+def model_source(cfg: BaseConfig) -> str:
     """Where weights and tokenizer come from: a previous experiment's checkpoint when
     `pretrained_weights` names one, else the backbone (a local copy when there is one)."""
     previous = cfg.architecture.pretrained_weights
@@ -84,13 +85,13 @@ def model_source(cfg) -> str:
     )
 
 
-def prompt_answer_tokens(cfg) -> list[str]:
+def prompt_answer_tokens(cfg: BaseConfig) -> list[str]:
     ds = cfg.dataset
     texts = (ds.text_system_start, ds.text_prompt_start, ds.text_answer_separator)
     return [t for t in texts if t]
 
 
-def load_tokenizer(cfg):
+def load_tokenizer(cfg: BaseConfig):
     tokenizer = AutoTokenizer.from_pretrained(
         model_source(cfg),
         revision=_revision(cfg),
@@ -105,14 +106,14 @@ def load_tokenizer(cfg):
     return tokenizer
 
 
-def _revision(cfg) -> str | None:
+def _revision(cfg: BaseConfig) -> str | None:
     # A revision only means something for hub names; a local folder has just one version.
     if cfg.architecture.pretrained_weights:
         return None
     return cfg.environment.huggingface_branch or None
 
 
-def attention_implementation(cfg, device: torch.device) -> str:
+def attention_implementation(cfg: BaseConfig, device: torch.device) -> str:
     wanted = cfg.training.attention_implementation
     flash_installed = importlib.util.find_spec("flash_attn") is not None
     if wanted == "flash_attention_2" and (device.type != "cuda" or not flash_installed):
@@ -126,7 +127,7 @@ def attention_implementation(cfg, device: torch.device) -> str:
     return "flash_attention_2" if device.type == "cuda" and flash_installed else "sdpa"
 
 
-def load_backbone(cfg, device: torch.device) -> LoadedBackbone:
+def load_backbone(cfg: BaseConfig, device: torch.device) -> LoadedBackbone:
     dtype = compute_dtype_for(cfg, device)
     tokenizer = load_tokenizer(cfg)
     attn = attention_implementation(cfg, device)
@@ -205,10 +206,10 @@ def build_model(
 
 def _grow_vocabulary(model: torch.nn.Module, vocab_size: int) -> None:
     """New token rows start at the mean of the old rows: deterministic, and a neutral start."""
-    old = model.get_input_embeddings().weight.shape[0]
-    model.resize_token_embeddings(vocab_size, mean_resizing=False)
+    old = model.get_input_embeddings().weight.shape[0]  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
+    model.resize_token_embeddings(vocab_size, mean_resizing=False)  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
     with torch.no_grad():
-        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):
+        for layer in (model.get_input_embeddings(), model.get_output_embeddings()):  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
             if layer is not None and layer.weight.shape[0] == vocab_size:
                 layer.weight[old:] = layer.weight[:old].float().mean(0).to(layer.weight.dtype)
 
@@ -219,7 +220,7 @@ def is_quantized(model: torch.nn.Module) -> bool:
     )
 
 
-def quantization_config(cfg, compute_dtype: torch.dtype):
+def quantization_config(cfg: BaseConfig, compute_dtype: torch.dtype):
     kind = cfg.architecture.backbone_dtype
     if kind not in ("int8", "int4"):
         return None
@@ -239,7 +240,7 @@ def _matches(name: str, patterns: list[str]) -> bool:
     return any(p and p in name for p in patterns)
 
 
-def prepare_for_training(model: torch.nn.Module, cfg) -> torch.nn.Module:
+def prepare_for_training(model: torch.nn.Module, cfg: BaseConfig) -> torch.nn.Module:
     """Wrap in LoRA/DoRA (or freeze layers) and turn on gradient checkpointing."""
     tr = cfg.training
     quantized = is_quantized(model)
@@ -250,7 +251,7 @@ def prepare_for_training(model: torch.nn.Module, cfg) -> torch.nn.Module:
             model, use_gradient_checkpointing=cfg.architecture.gradient_checkpointing
         )
     elif cfg.architecture.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
 
     if tr.lora:
         from peft import LoraConfig, get_peft_model
@@ -276,7 +277,7 @@ def prepare_for_training(model: torch.nn.Module, cfg) -> torch.nn.Module:
                 param.requires_grad = False
     if cfg.architecture.gradient_checkpointing and tr.lora and not quantized:
         # Checkpointed blocks need an input that requires grad when the embeddings are frozen.
-        model.enable_input_require_grads()
+        model.enable_input_require_grads()  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
     return model
 
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
+from llm_studio.config.sections import PredictionSection
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
@@ -58,8 +60,8 @@ def free_gpu_memory(device: str) -> int:
 @dataclass
 class ChatSession:
     model: torch.nn.Module
-    tokenizer: object
-    prediction: object
+    tokenizer: Any  # a transformers tokenizer: its stubs type every result as a union of forms
+    prediction: PredictionSection
     system: str | None = None
     history: list[tuple[str, str]] = field(default_factory=list)
 
@@ -73,7 +75,7 @@ class ChatSession:
         if not folder.cfg_yaml.is_file():
             raise ConfigError(f"{folder.path}: not an experiment folder (no cfg.yaml)")
         cfg, _ = load_config(folder.cfg_yaml)
-        if not hasattr(cfg.prediction, "max_length_inference"):
+        if not isinstance(cfg.prediction, PredictionSection):
             raise ConfigError(
                 f"{folder.path}: a {cfg.problem_type} experiment predicts labels, not text, "
                 "so there is nothing to chat with; see docs/classification.md to predict"
@@ -123,7 +125,7 @@ class ChatSession:
         kwargs.update(max_new_tokens=1, min_new_tokens=0)
         for unused in ("stop_strings", "tokenizer"):  # nothing to stop in one token
             kwargs.pop(unused, None)
-        self.model.generate(**inputs, **kwargs)
+        self.model.generate(**inputs, **kwargs)  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
 
     @torch.no_grad()
     def ask(self, question: str, streamer=None) -> str:
@@ -133,11 +135,11 @@ class ChatSession:
             return_tensors="pt",
             return_dict=True,
         ).to(self.model.device)
-        output = self.model.generate(
+        output = self.model.generate(  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
             **inputs, **generation_kwargs(self.prediction, self.tokenizer), streamer=streamer
         )
         # A decoder-only model continues the prompt; an encoder-decoder writes only the answer.
-        start = 0 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]
+        start = 0 if self.model.config.is_encoder_decoder else inputs["input_ids"].shape[1]  # type: ignore[union-attr]  # transformers API; torch types Module attributes as Tensor | Module
         new_tokens = output[0, start:]
         answer = self.tokenizer.decode(new_tokens, skip_special_tokens=True)
         answer = cut_at_stop(answer, self.prediction).strip()

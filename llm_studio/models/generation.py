@@ -6,14 +6,15 @@ import contextlib
 
 import torch
 
+from llm_studio.config.sections import PredictionSection
 from llm_studio.data.tokenization import collate_prompts
 
 
-def stop_strings(prediction_cfg) -> list[str]:
+def stop_strings(prediction_cfg: PredictionSection) -> list[str]:
     return [s.strip() for s in prediction_cfg.stop_tokens.split(",") if s.strip()]
 
 
-def generation_kwargs(prediction_cfg, tokenizer) -> dict:
+def generation_kwargs(prediction_cfg: PredictionSection, tokenizer) -> dict:
     p = prediction_cfg
     kwargs = {
         "max_new_tokens": p.max_length_inference,
@@ -40,7 +41,7 @@ def generation_kwargs(prediction_cfg, tokenizer) -> dict:
     return kwargs
 
 
-def cut_at_stop(text: str, prediction_cfg) -> str:
+def cut_at_stop(text: str, prediction_cfg: PredictionSection) -> str:
     for stop in stop_strings(prediction_cfg):
         index = text.find(stop)
         if index >= 0:
@@ -74,7 +75,7 @@ def generate_batch(
     model: torch.nn.Module,
     tokenizer,
     prompts: list[list[int]],
-    prediction_cfg,
+    prediction_cfg: PredictionSection,
     device: torch.device,
     streamer=None,
 ) -> list[str]:
@@ -84,7 +85,7 @@ def generate_batch(
     model.eval()
     try:
         with generating(model) as synced_gpus:
-            output = model.generate(
+            output = model.generate(  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
                 **batch,
                 **generation_kwargs(prediction_cfg, tokenizer),
                 streamer=streamer,

@@ -28,15 +28,15 @@ HEAD_INFO = "classification_head.json"
 def transformer_body(model: torch.nn.Module) -> torch.nn.Module:
     """The decoder stack of a causal LM (e.g. `LlamaModel`), LoRA layers included when wrapped."""
     if hasattr(model, "get_base_model"):  # PEFT: the adapters live inside the base model
-        model = model.get_base_model()
-    return model.base_model
+        model = model.get_base_model()  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
+    return model.base_model  # type: ignore[return-value]  # transformers API; torch types Module attributes as Tensor | Module
 
 
 def hidden_size_of(model: torch.nn.Module) -> int:
     config = model.config
     if hasattr(config, "get_text_config"):
-        config = config.get_text_config()
-    return int(config.hidden_size)
+        config = config.get_text_config()  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
+    return int(config.hidden_size)  # type: ignore[union-attr]  # transformers API; torch types Module attributes as Tensor | Module
 
 
 def last_token_states(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ class LabelModel(torch.nn.Module):
         self.head = torch.nn.Linear(hidden_size_of(backbone), num_outputs, dtype=torch.float32)
         torch.nn.init.normal_(self.head.weight, std=0.02)
         torch.nn.init.zeros_(self.head.bias)
-        device = backbone.get_input_embeddings().weight.device
+        device = backbone.get_input_embeddings().weight.device  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
         self.head.to(device)
 
     @property
@@ -66,7 +66,7 @@ class LabelModel(torch.nn.Module):
         return self.head.out_features
 
     def get_input_embeddings(self) -> torch.nn.Module:
-        return self.backbone.get_input_embeddings()
+        return self.backbone.get_input_embeddings()  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_) -> torch.Tensor:
         out = transformer_body(self.backbone)(

@@ -11,7 +11,7 @@ def add_neftune_noise(model: torch.nn.Module, alpha: float) -> Callable[[], None
     """Hook the input embeddings; returns a function that removes the hook. No-op for alpha 0."""
     if alpha <= 0:
         return lambda: None
-    embeddings = model.get_input_embeddings()
+    embeddings = model.get_input_embeddings()  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
 
     def hook(module, inputs, output):
         # Only in training mode: validation, chat and export see clean embeddings.

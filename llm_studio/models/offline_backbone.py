@@ -162,7 +162,7 @@ def convert_smollm2_gguf(dest: Path) -> Path:
         config.__dict__.pop("_model_name_or_path", None)
         config._name_or_path = DEFAULT_BACKBONE
 
-        model = LlamaForCausalLM(config)
+        model = LlamaForCausalLM(config)  # type: ignore[arg-type]  # the GGUF file's Llama config
         model.load_state_dict(gguf_model.state_dict(), strict=True)
         model.generation_config = gguf_model.generation_config
         tokenizer.model_max_length = config.max_position_embeddings

@@ -139,7 +139,7 @@ def build_tiny_t5(
     from transformers import T5Config, T5ForConditionalGeneration
 
     tokenizer = build_tiny_tokenizer(vocab_size)
-    config = T5Config(
+    config = T5Config(  # type: ignore[call-arg]  # decoder_start_token_id goes through **kwargs
         vocab_size=len(tokenizer),
         d_model=d_model,
         d_kv=d_model // num_heads,

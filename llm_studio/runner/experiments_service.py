@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.config.grid import check_combinations, expand_grid, parse_grid
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import save_config
@@ -62,7 +63,9 @@ def free_name(store: Store, base: str) -> str:
     return f"{base}-{int(time.time())}"
 
 
-def plan(store: Store, cfg, grid: Mapping[str, str] | None, gpu_count: int) -> ExperimentPlan:
+def plan(
+    store: Store, cfg: BaseConfig, grid: Mapping[str, str] | None, gpu_count: int
+) -> ExperimentPlan:
     """Check the experiment (or every combination of a grid search) like a YAML run would.
 
     `grid`: None for a single experiment, else setting key -> the values the user typed.

@@ -177,7 +177,7 @@ class ConfiguredDataset:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        answer = self.cfg.dataset.answer_column
+        answer = self.cfg.dataset.answer_column  # type: ignore[attr-defined]  # every type has one (str or list)
         return (answer,) if isinstance(answer, str) else tuple(answer)
 
     def config_for(self, folder: Path) -> BaseConfig:

@@ -12,7 +12,9 @@ from typing import Any
 
 import pandas as pd
 
+from llm_studio.config.dpo import DPODatasetSection
 from llm_studio.config.problem_types import BaseConfig
+from llm_studio.config.sections import ChatDatasetSection
 from llm_studio.data.conversations import build_conversations, leaf_rows
 from llm_studio.data.labels import class_labels, regression_targets
 from llm_studio.data.prompt_format import Conversation, PromptFormat
@@ -28,9 +30,10 @@ def backbone_eos_token(backbone: str) -> str | None:
     None when they are not on this machine."""
     folder = Path(backbone).expanduser()
     if not folder.is_dir():  # a hub name: its prepared copy, if this machine has one
-        folder = local_copy(backbone)
-        if folder is None:
+        prepared = local_copy(backbone)
+        if prepared is None:
             return None
+        folder = prepared
     for name in ("tokenizer_config.json", "special_tokens_map.json"):
         try:
             data = json.loads((folder / name).read_text(encoding="utf-8"))
@@ -50,7 +53,7 @@ def _prompt_format(cfg: BaseConfig, eos_token: str) -> PromptFormat:
     ds = cfg.dataset
     if cfg.problem_type in LABEL_TYPES:
         ds = copy.copy(ds)
-        ds.add_eos_token_to_answer = False
+        ds.add_eos_token_to_answer = False  # type: ignore[attr-defined]  # a view: label sections lack it
     return PromptFormat.from_config(ds, eos_token)
 
 
@@ -68,7 +71,7 @@ def check_and_preview(
     ds, problem_type = cfg.dataset, cfg.problem_type
     fmt = _prompt_format(cfg, eos_token)
     if problem_type in LABEL_TYPES:
-        columns = as_list(ds.answer_column)
+        columns = as_list(ds.answer_column)  # type: ignore[attr-defined]  # label sections have one
         if problem_type == REGRESSION:
             regression_targets(df, columns, source)
         else:
@@ -95,6 +98,7 @@ def check_and_preview(
             )
         return samples
 
+    assert isinstance(ds, ChatDatasetSection)  # every type but the label ones (returned above)
     chained = bool(ds.parent_id_column)
     frame = df if chained else df.head(n)  # chains need every row; plain rows only the first
     convs = build_conversations(frame, ds, source)  # also checks ids and chain loops
@@ -103,9 +107,10 @@ def check_and_preview(
     eos = eos_token if fmt.eos_after_answer else ""
     samples = []
     for i in rows:
-        conv: Conversation = convs[i]
+        conv = convs[i]
         rejected = rejected_prompt = None
         if problem_type == DPO:
+            assert isinstance(ds, DPODatasetSection)
             rejected = _cell(frame[ds.rejected_answer_column].iloc[i]) + eos
             if ds.rejected_prompt_column:
                 last = _cell(frame[ds.rejected_prompt_column].iloc[i])

@@ -49,12 +49,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.config.settings import ConfigError
 
 log = logging.getLogger("llm_studio")
@@ -94,7 +95,7 @@ class Distributed:
     # FSDP, ZeRO-3: rank 0's copy of the model on the meta device (no memory), filled to save.
     _skeleton: torch.nn.Module | None = None
     # DeepSpeed: the engine that runs backward and the optimizer step, and its ZeRO stage.
-    zero_engine: object | None = None
+    zero_engine: Any = None  # deepspeed's engine (untyped), when ZeRO runs
     zero_stage: int = 0
 
     @property
@@ -164,7 +165,9 @@ class Distributed:
             dist.destroy_process_group()
 
     # --- model and batches ---
-    def wrap(self, model: torch.nn.Module, cfg, build_optimizer) -> tuple[torch.nn.Module, object]:
+    def wrap(
+        self, model: torch.nn.Module, cfg: BaseConfig, build_optimizer
+    ) -> tuple[torch.nn.Module, object]:
         """The model the training steps run, and the optimizer the loop's scheduler drives
         (`build_optimizer(model, cfg.training)`, built when the engine needs it). DDP: a wrapper
         whose backward all-reduces the gradients; validation and saving use the model itself.
@@ -186,7 +189,9 @@ class Distributed:
         )
         return trained, build_optimizer(model, cfg.training)
 
-    def _zero(self, model: torch.nn.Module, cfg, optimizer) -> tuple[torch.nn.Module, object]:
+    def _zero(
+        self, model: torch.nn.Module, cfg: BaseConfig, optimizer
+    ) -> tuple[torch.nn.Module, object]:
         """DeepSpeed ZeRO around our model and optimizer. It steps the optimizer we built, so
         the loop's scheduler (which sets that optimizer's learning rates) stays in charge."""
         global _sharded
@@ -244,13 +249,15 @@ class Distributed:
 
         if self.is_main:
             self._skeleton = _meta_copy(model)
+        shape: tuple[int, ...]
+        dims: tuple[str, ...]
         if sharding == "hybrid":  # shard within a node, replicate across nodes
             per_node = int(os.environ.get("LOCAL_WORLD_SIZE", self.world_size))
-            shape, names = (self.world_size // per_node, per_node), ("replicate", "shard")
+            shape, dims = (self.world_size // per_node, per_node), ("replicate", "shard")
         else:
-            shape, names = (self.world_size,), ("shard",)
-        mesh = init_device_mesh(self.device.type, shape, mesh_dim_names=names)
-        layer_classes = set()
+            shape, dims = (self.world_size,), ("shard",)
+        mesh = init_device_mesh(self.device.type, shape, mesh_dim_names=dims)
+        layer_classes: set[str] = set()
         for module in model.modules():
             layer_classes.update(getattr(module, "_no_split_modules", None) or ())
         layers = [m for m in model.modules() if type(m).__name__ in layer_classes]
@@ -292,7 +299,8 @@ class Distributed:
             yield None
             return
         whole = self._skeleton
-        whole.load_state_dict(weights, assign=True, strict=not self.zero3)
+        assert whole is not None  # wrap() built it on the main rank
+        whole.load_state_dict(weights, assign=True, strict=not self.zero3)  # type: ignore[arg-type]  # gathered on rank 0
         from transformers import PreTrainedModel
 
         for module in whole.modules():  # assign=True unties tied embeddings; tie them again
@@ -310,7 +318,8 @@ class Distributed:
         bias in one collective): a whole layer never sits on a GPU beside the shards."""
         import deepspeed
 
-        weights, seen = {}, set()  # a tied weight (embeddings and head) once, as named_parameters
+        weights: dict[str, torch.Tensor] = {}
+        seen: set[int] = set()  # a tied weight (embeddings and head) once, as named_parameters
         for prefix, module in model.named_modules():
             params = [
                 (f"{prefix}.{n}" if prefix else n, p)
@@ -340,7 +349,7 @@ class Distributed:
                 for stale in near.parent.glob(f".{near.name}.zero.*"):  # a save cut short
                     shutil.rmtree(stale, ignore_errors=True)
                 fresh = tempfile.mkdtemp(dir=near.parent, prefix=f".{near.name}.zero.")
-            staging = Path(self.from_main(fresh))
+            staging = Path(self.from_main(fresh))  # type: ignore[arg-type]  # the main rank's folder
             self.zero_engine.save_checkpoint(
                 str(staging), tag=ZERO_TAG, save_latest=False, exclude_frozen_parameters=True
             )
@@ -349,7 +358,7 @@ class Distributed:
                 weights = self._gathered(model, trainable_only=True)
             else:
                 weights = _trainable(model) if self.is_main else None
-            return (weights, staging) if self.is_main else None
+            return (weights, staging) if self.is_main else None  # type: ignore[return-value]  # rank 0 has weights
         if not self.sharded:
             if not self.is_main:
                 return None
@@ -366,7 +375,7 @@ class Distributed:
         optimizer_state = get_optimizer_state_dict(model, optimizer, options=options)
         if not self.is_main:
             return None
-        return {n: w.contiguous() for n, w in weights.items() if n in trainable}, optimizer_state
+        return {n: w.contiguous() for n, w in weights.items() if n in trainable}, optimizer_state  # type: ignore[union-attr]  # full state dicts hold tensors
 
     def load_training_state(self, model: torch.nn.Module, optimizer, weights: dict, state) -> None:
         """Put saved whole weights and optimizer state back, into this rank's shards.
@@ -407,10 +416,10 @@ class Distributed:
             self.zero_engine.set_gradient_accumulation_boundary(sync)
             return contextlib.nullcontext()
         if self.sharded:
-            model.set_requires_gradient_sync(sync)
+            model.set_requires_gradient_sync(sync)  # type: ignore[operator]  # an FSDP2 module
             return contextlib.nullcontext()
         if self.active and not sync:
-            return model.no_sync()
+            return model.no_sync()  # type: ignore[operator]  # a DDP module
         return contextlib.nullcontext()
 
     def rows_of_rank(self, batch: dict, weigh: Callable[[dict], float]) -> tuple[dict, float]:
@@ -445,7 +454,7 @@ class Distributed:
         """Every rank's `obj`, in rank order, on rank 0; None on the other ranks."""
         if not self.active:
             return [obj]
-        out = [None] * self.world_size if self.is_main else None
+        out: list[Any] | None = [None] * self.world_size if self.is_main else None
         dist.gather_object(obj, out, dst=0)
         return out
 
@@ -504,8 +513,8 @@ def map_batches(fn: Callable[[list], list], items: list, batch_size: int) -> lis
         # first batch again (results dropped), so every rank runs as many forwards.
         for _ in range(len(batches[rank::world]), -(-len(batches) // world)):
             fn(batches[rank % len(batches)])
-    gathered = [None] * world if rank == 0 else None
+    gathered: list[Any] | None = [None] * world if rank == 0 else None
     dist.gather_object(mine, gathered, dst=0)
-    if rank != 0:
+    if gathered is None:  # not rank 0
         return None
     return [result for i in range(len(batches)) for result in gathered[i % world][i // world]]

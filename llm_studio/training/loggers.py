@@ -14,6 +14,7 @@ import shutil
 
 import yaml
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.config.registries import CHART_LOGGERS
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import to_dict
@@ -28,7 +29,7 @@ NEPTUNE_LOCAL_MODES = ("offline", "debug")
 class ChartLogger:
     """The interface every logger offers; this base logs nothing."""
 
-    def __init__(self, cfg, folder: ExperimentFolder):
+    def __init__(self, cfg: BaseConfig, folder: ExperimentFolder):
         self.cfg = cfg
         self.folder = folder
 
@@ -52,7 +53,7 @@ class NeptuneLogger(ChartLogger):
     in whatever the working directory is.
     """
 
-    def __init__(self, cfg, folder: ExperimentFolder):
+    def __init__(self, cfg: BaseConfig, folder: ExperimentFolder):
         super().__init__(cfg, folder)
         project = cfg.logging.neptune_project.strip()
         mode = os.environ.get("NEPTUNE_MODE", "async")
@@ -75,7 +76,7 @@ class NeptuneLogger(ChartLogger):
         self.run = neptune.init_run(
             project=project,
             api_token=token,
-            mode=mode,
+            mode=mode,  # type: ignore[arg-type]  # NEPTUNE_MODE as the user set it; Neptune checks it
             name=cfg.experiment_name,
             # logs.log already holds the output; source and Git state are not ours to upload.
             capture_stdout=False,
@@ -103,7 +104,7 @@ class NeptuneLogger(ChartLogger):
 class TensorBoardLogger(ChartLogger):
     """Event files in <experiment>/tensorboard: one scalar per chart point, the config as text."""
 
-    def __init__(self, cfg, folder: ExperimentFolder):
+    def __init__(self, cfg: BaseConfig, folder: ExperimentFolder):
         super().__init__(cfg, folder)
         from torch.utils.tensorboard import SummaryWriter
 
@@ -131,6 +132,6 @@ LOGGERS: dict[str, type[ChartLogger]] = CHART_LOGGERS.implement(
 )
 
 
-def build_logger(cfg, folder: ExperimentFolder) -> ChartLogger:
+def build_logger(cfg: BaseConfig, folder: ExperimentFolder) -> ChartLogger:
     """The configured logger; an unknown name is a ConfigError naming logging.logger."""
     return LOGGERS[cfg.logging.logger](cfg, folder)

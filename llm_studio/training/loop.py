@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.config.sections import data_parallel_engine
 from llm_studio.config.yaml_io import save_config
 from llm_studio.data.batching import EpochBatches, sample_length
@@ -80,7 +81,7 @@ def set_seed(seed: int, ddp: Distributed) -> int:
     return seed
 
 
-def pick_device(cfg, local_rank: int = 0) -> torch.device:
+def pick_device(cfg: BaseConfig, local_rank: int = 0) -> torch.device:
     """The GPU of this process (the first visible one, or the LOCAL_RANK-th under torchrun)."""
     if cfg.environment.gpus and torch.cuda.is_available():
         return torch.device("cuda", local_rank)
@@ -329,7 +330,7 @@ def _run(
     return status
 
 
-def build_train_loader(samples, cfg, collate, world_size: int = 1) -> DataLoader:
+def build_train_loader(samples, cfg: BaseConfig, collate, world_size: int = 1) -> DataLoader:
     """Shuffled by (seed, epoch) (`EpochBatches`), so a seed fixes the batch order; with
     length_grouped_batches, each batch holds samples of similar length.
 
@@ -426,7 +427,7 @@ def _format_eta(seconds: float | None) -> str:
     return time.strftime("%H:%M:%S", time.gmtime(seconds))
 
 
-def _read_data(cfg, task, ddp: Distributed):
+def _read_data(cfg: BaseConfig, task, ddp: Distributed):
     delay = float(os.environ.get(DATA_DELAY_ENV, 0))
     if delay and ddp.active:
         log.info("%s: rank 0 reads the data after %.0f s", DATA_DELAY_ENV, delay)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import torch
 
 from llm_studio.config import registries
+from llm_studio.config.sections import TrainingSection
 
 
 def _adamw_8bit(params, lr: float, weight_decay: float):
@@ -47,7 +48,7 @@ def decays(name: str, param: torch.nn.Parameter) -> bool:
     return param.ndim >= 2 and "norm" not in name.lower()
 
 
-def param_groups(model: torch.nn.Module, training_cfg) -> list[dict]:
+def param_groups(model: torch.nn.Module, training_cfg: TrainingSection) -> list[dict]:
     """Trainable parameters; names matching differential_learning_rate_layers get their own
     rate; norms and biases get no weight decay."""
     patterns = [p for p in training_cfg.differential_learning_rate_layers if p]
@@ -68,7 +69,7 @@ def param_groups(model: torch.nn.Module, training_cfg) -> list[dict]:
     ]
 
 
-def build_optimizer(model: torch.nn.Module, training_cfg) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, training_cfg: TrainingSection) -> torch.optim.Optimizer:
     groups = param_groups(model, training_cfg)
     if not groups:
         raise ValueError("no trainable parameters: check lora / freeze_layers settings")

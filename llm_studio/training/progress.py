@@ -119,7 +119,7 @@ class Reporter:
         read = iter(torch.stack([t.detach().float() for t in tensors]).tolist() if tensors else [])
         points = []
         for name, step, value, epoch in self.pending:
-            value = next(read) if isinstance(value, torch.Tensor) else float(value)
+            value = next(read) if isinstance(value, torch.Tensor) else float(value)  # type: ignore[arg-type]  # log() takes tensors and numbers
             points.append((name, step, value, epoch))
             self.latest[name] = value
         self.pending.clear()

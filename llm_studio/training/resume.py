@@ -63,11 +63,10 @@ def save_training_state(
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}."))
     if isinstance(optimizer_state, Path):
         optimizer_state.rename(tmp / DEEPSPEED_DIR)  # the same parent: no copy
-        optimizer_state = DEEPSPEED_DIR
     save_file(weights, tmp / "trainable.safetensors")
     torch.save(
         {
-            "optimizer": optimizer_state,
+            "optimizer": DEEPSPEED_DIR if isinstance(optimizer_state, Path) else optimizer_state,
             "scheduler": scheduler.state_dict(),
             "rng": rngs,
         },

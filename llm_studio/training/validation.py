@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -111,16 +112,16 @@ def validate(
 
     # Batches of similar prompt lengths pad little, in the loss and in generation; the rows
     # go back to the conversations' order after.
-    prompts = [encode_prompt(c, tokenizer, fmt, cfg.tokenizer.max_length) for c in conversations]
+    prompt_ids = [encode_prompt(c, tokenizer, fmt, cfg.tokenizer.max_length) for c in conversations]
     order = sorted(
-        range(len(conversations)), key=lambda i: (len(prompts[i]), len(encoded[i].input_ids))
+        range(len(conversations)), key=lambda i: (len(prompt_ids[i]), len(encoded[i].input_ids))
     )
-    items = [(conversations[i], encoded[i], prompts[i]) for i in order]
+    items = [(conversations[i], encoded[i], prompt_ids[i]) for i in order]
     sorted_rows = map_batches(loss_and_prediction, items, batch_size)
     model.train(was_training)
     if sorted_rows is None:
         return None
-    rows = [None] * len(order)
+    rows: list[Any] = [None] * len(order)
     for position, row in zip(order, sorted_rows, strict=True):
         rows[position] = row
     losses = [loss for loss, _ in rows]

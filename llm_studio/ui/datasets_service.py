@@ -40,6 +40,7 @@ class StoreRecords:
 
     def update_record(self, record: ImportedDataset) -> None:
         current = self.store.get_dataset_by_name(record.name)
+        assert current is not None  # Edit dataset opens from the dataset's row
         self.store.update_dataset(replace(current, **self._fields(record)))
 
 

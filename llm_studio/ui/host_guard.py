@@ -69,7 +69,9 @@ def origin_allowed(origin: str | None, extra: frozenset[str]) -> bool:
     if origin is None:
         return True
     name = urlsplit(origin).hostname
-    return bool(name) and is_allowed(f"[{name}]" if ":" in name else name, extra)
+    if not name:
+        return False
+    return is_allowed(f"[{name}]" if ":" in name else name, extra)
 
 
 def _one_request_per_connection(head: bytes) -> bytes:
@@ -155,6 +157,7 @@ async def serve(
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
+        assert task is not None  # the server runs handle() as a task
         connections.add(task)
         try:
             await _handle(reader, writer, upstream, extra)

@@ -31,6 +31,7 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from llm_studio.env import setting_env
 from llm_studio.paths import REPO_ROOT, workdir
@@ -137,7 +138,7 @@ def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60.0) ->
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")  # type: ignore[index, str-bytes-safe]  # started with a list of str
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -194,6 +195,7 @@ class _WavedWatch(threading.Thread):
         self.dropped = threading.Event()
 
     def run(self) -> None:
+        assert self.process.stdout is not None  # started with stdout=PIPE
         for raw in self.process.stdout:  # read to the end, or waved would block on a full pipe
             line = raw.decode(errors="replace")
             try:
@@ -268,7 +270,7 @@ class Launcher:
         # Browsers are let in only once the app listens: before that waved would drop it.
         wait_for_port(app_port, self.processes["app"])
         self._serve_public(listening, ("127.0.0.1", waved_port))
-        pids = {name: _entry(p.pid) for name, p in self.processes.items()}
+        pids: dict[str, Any] = {name: _entry(p.pid) for name, p in self.processes.items()}
         pids["launcher"] = _entry(os.getpid())
         pids["url"] = self.url
         _write_pids(pids)
@@ -373,7 +375,7 @@ def stop(timeout: float = 60.0) -> str:
     if not pids:
         return "LLM Studio is not running (no PID file)."
     launcher = pids.get("launcher")
-    if _alive(launcher):
+    if launcher and _alive(launcher):
         os.kill(launcher["pid"], signal.SIGTERM)
         deadline = time.time() + timeout
         while _alive(launcher) and time.time() < deadline:

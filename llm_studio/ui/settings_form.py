@@ -172,7 +172,7 @@ def settings_items(
             group.append(_widget(key, getattr(owner, f.name), hints[f.name], spec, trigger))
             if key in griddable:
                 group.append(
-                    _grid_widget(key, spec, getattr(owner, f.name), grid_values.get(key, ""))
+                    _grid_widget(key, spec, getattr(owner, f.name), grid_values.get(key, ""))  # type: ignore[union-attr]  # griddable is empty without grid_values
                 )
         if group:
             items.append(ui.text_l(SECTION_TITLES[section]))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from h2o_wave import Q
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.store.db import Store
 
 if TYPE_CHECKING:  # the import machinery loads pandas: not at UI start-up
@@ -37,7 +38,7 @@ class ImportWizard:
     @property
     def data_files(self) -> DataFiles:
         """The files being configured: the dataset's own when editing, else the staged ones."""
-        return self.files if self.editing else self.staged
+        return self.files if self.editing else self.staged  # type: ignore[return-value]  # set with editing / by the fetch step
 
     def columns(self) -> list[str]:
         """The train dataframe's columns (none if it could not be read)."""
@@ -60,7 +61,7 @@ class PreviousExperiment:
 class ExperimentDraft:
     """The Create experiment form between its events."""
 
-    cfg: object  # the problem type's config dataclass
+    cfg: BaseConfig  # the problem type's config dataclass
     dataset_id: int
     grid: dict | None = None  # None: a single experiment; else setting key -> values to try
     previous: PreviousExperiment | None = None

@@ -25,7 +25,7 @@ STATS_VERSION = 3
 
 
 def _settings_key(dataset_cfg) -> dict[str, Any]:
-    key = {k: v for k, v in columns_used(dataset_cfg).items() if k != "id"}
+    key: dict[str, Any] = {k: v for k, v in columns_used(dataset_cfg).items() if k != "id"}
     key["prompt_column_separator"] = getattr(dataset_cfg, "prompt_column_separator", None)
     return key
 

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING
+
+from llm_studio.config.base import BaseConfig
+
+if TYPE_CHECKING:  # a run imports only its own task's module
+    import torch
+
+    from llm_studio.training.tasks.base import Task
 
 # Imported on demand, so a run loads only its own problem type's code.
 TASKS = {
@@ -14,6 +22,6 @@ TASKS = {
 }
 
 
-def build_task(cfg, device):
+def build_task(cfg: BaseConfig, device: torch.device) -> Task:
     module, _, name = TASKS[cfg.problem_type].partition(":")
     return getattr(importlib.import_module(module), name)(cfg, device)

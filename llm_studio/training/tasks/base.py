@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from llm_studio.config.base import BaseConfig
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
 from llm_studio.models.backbone import LoadedBackbone
@@ -23,7 +24,7 @@ class ValidationOutcome(Protocol):
 
 
 class Task(Protocol):
-    cfg: object
+    cfg: BaseConfig
     device: torch.device
 
     def build_items(self, df: pd.DataFrame, source: str) -> list:
@@ -45,6 +46,9 @@ class Task(Protocol):
     def loss_weight(self, batch: dict) -> int:
         """What the loss of `batch` averages over (labelled tokens or samples): in DDP each
         rank's loss counts by its share of the global batch's weight."""
+
+    def loss_tokens(self, batch: dict) -> int:
+        """Loss-bearing (predicted) tokens of a batch: the throughput counts these."""
 
     def validate(self, model, items: list, metric: Metric) -> ValidationOutcome: ...
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from typing import Any
 
 import pandas as pd
 import torch
 
+from llm_studio.config.base import BaseConfig
+from llm_studio.config.sections import ChatDatasetSection
 from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.batching import pack_rows
 from llm_studio.data.conversations import build_conversations
@@ -32,14 +35,15 @@ log = logging.getLogger("llm_studio")
 
 
 class CausalLMTask:
-    def __init__(self, cfg, device: torch.device):
+    def __init__(self, cfg: BaseConfig, device: torch.device):
         self.cfg = cfg
         self.device = device
-        self.tokenizer = None
-        self.fmt: PromptFormat | None = None
+        # Set by load(), which the loop calls before any batch, validation or save.
+        self.tokenizer: Any = None  # a transformers tokenizer
+        self.fmt: PromptFormat = None  # type: ignore[assignment]  # set by load()
         self.packing = False  # padding-free batches (training.sample_packing), once checked
         self.labelled_logits = False  # the model computes logits for chosen positions only
-        self.fused_loss = None  # liger's fused linear cross entropy, on one CUDA GPU
+        self.fused_loss: Any = None  # liger's fused linear cross entropy, on one CUDA GPU
         self._validation_cache: tuple[list, list] | None = None
 
     # --- data ---
@@ -48,6 +52,7 @@ class CausalLMTask:
 
     def personalize(self, items: list) -> list:
         ds = self.cfg.dataset
+        assert isinstance(ds, ChatDatasetSection)  # the label types override personalize
         return personalize(items, ds.chatbot_name, ds.chatbot_author)
 
     # --- model ---

@@ -14,7 +14,9 @@ import copy
 import functools
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from llm_studio.atomic import write_text_atomic
-from llm_studio.config.classification import label_errors
+from llm_studio.config.classification import (
+    ClassificationConfig,
+    ClassificationDatasetSection,
+    RegressionConfig,
+    label_errors,
+)
 from llm_studio.config.registries import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from llm_studio.config.settings import ConfigError
 from llm_studio.data.augmentation import TrainingSamples
@@ -121,7 +128,7 @@ def collate_labels(
     samples: list[LabelSample], pad_id: int, padding_quantile: float, max_length: int
 ) -> dict[str, torch.Tensor]:
     """Right-padded prompts, as for causal LM (too long: cut on the left), and the targets."""
-    batch = collate_training(samples, pad_id, padding_quantile, max_length)
+    batch = collate_training(samples, pad_id, padding_quantile, max_length)  # type: ignore[arg-type]  # LabelSample is an EncodedSample
     del batch["labels"]
     batch["targets"] = torch.tensor([s.target for s in samples], dtype=torch.float32)
     return batch
@@ -166,7 +173,9 @@ class LabelValidationResult:
 class LabelTask(CausalLMTask):
     """The task of text_causal_classification_modeling and text_causal_regression_modeling."""
 
-    def __init__(self, cfg, device: torch.device):
+    cfg: ClassificationConfig | RegressionConfig
+
+    def __init__(self, cfg: ClassificationConfig | RegressionConfig, device: torch.device):
         super().__init__(cfg, device)
         ds = cfg.dataset
         columns = ds.answer_column
@@ -179,7 +188,8 @@ class LabelTask(CausalLMTask):
         self._fresh_head = True
         # The dataset settings as the shared causal code reads them: one answer column (whose
         # text is never rendered: prompts end at the answer separator), no chains.
-        self._view = copy.copy(ds)
+        # Untyped on purpose: a label section given the chat fields the causal code reads.
+        self._view: Any = cast(Any, copy.copy(ds))
         self._view.answer_column = self.columns[0] if self.columns else ""
         self._view.parent_id_column = None
         self._view.add_eos_token_to_answer = False
@@ -210,7 +220,7 @@ class LabelTask(CausalLMTask):
         if self.multi_label:
             self.num_classes = len(self.columns)
             return
-        n = self.cfg.dataset.num_classes
+        n = self._configured_classes
         if self.loss_name == "BinaryCrossEntropy":
             why = "BinaryCrossEntropy with one answer column is binary: labels 0 and 1"
             check_class_range(labels, 2, self.columns, source, why)
@@ -236,12 +246,18 @@ class LabelTask(CausalLMTask):
         if self.loss_name == "BinaryCrossEntropy":
             return 1
         if self.num_classes is None:
-            if not self.cfg.dataset.num_classes:
+            if not self._configured_classes:
                 raise ConfigError(
                     "dataset.num_classes: 0 infers it from the train data, which is not read yet"
                 )
-            self.num_classes = self.cfg.dataset.num_classes
+            self.num_classes = self._configured_classes
         return self.num_classes
+
+    @property
+    def _configured_classes(self) -> int:
+        """dataset.num_classes (0: infer it); regression has no such setting."""
+        ds = self.cfg.dataset
+        return ds.num_classes if isinstance(ds, ClassificationDatasetSection) else 0
 
     @property
     def single_binary(self) -> bool:
@@ -273,11 +289,12 @@ class LabelTask(CausalLMTask):
         return backbone
 
     def _load_previous_head(self, folder: str) -> None:
-        saved = read_head(folder)
+        saved = read_head(Path(folder))
         if saved is None:
             log.info("architecture.pretrained_weights: %s has no head; starting a new one", folder)
             return
         tensors, _ = saved
+        assert self.model is not None  # load() built it just before
         head = self.model.head
         if tensors["weight"].shape != head.weight.shape:
             log.warning(
@@ -306,7 +323,7 @@ class LabelTask(CausalLMTask):
             mean = np.mean([item.target for item in items], axis=0)
             with torch.no_grad():
                 self.model.head.bias.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        return TrainingSamples(items, self.encode, NO_CHAIN_AUGMENTATION, seed)
+        return TrainingSamples(items, self.encode, NO_CHAIN_AUGMENTATION, seed)  # type: ignore[arg-type]  # items are LabelItems here
 
     @property
     def collate(self):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from llm_studio.config.dpo import DPOConfig
 from llm_studio.data.personalize import personalize
 from llm_studio.data.preferences import (
     EncodedPair,
@@ -41,6 +42,7 @@ from llm_studio.training.dpo_losses import (
     PreferenceLoss,
 )
 from llm_studio.training.losses import per_sample_loss
+from llm_studio.training.tasks.base import ValidationOutcome
 from llm_studio.training.tasks.causal_lm import CausalLMTask
 
 
@@ -67,7 +69,9 @@ def _eval_mode(model):
 
 
 class DPOTask(CausalLMTask):
-    def __init__(self, cfg, device: torch.device):
+    cfg: DPOConfig
+
+    def __init__(self, cfg: DPOConfig, device: torch.device):
         super().__init__(cfg, device)
         self.reference: torch.nn.Module | None = None  # the frozen copy, when LoRA is off
 
@@ -189,7 +193,7 @@ class DPOTask(CausalLMTask):
 class DPOValidationResult:
     """The causal result on the chosen answers (metric, predictions) with the DPO loss."""
 
-    causal: object
+    causal: ValidationOutcome
     loss: float
     charts: dict[str, float] = field(default_factory=dict)
 

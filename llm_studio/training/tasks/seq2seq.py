@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from llm_studio.config.registries import TEXT_LOSSES
+from llm_studio.config.sections import PredictionSection
 from llm_studio.data.tokenization import IGNORE_INDEX, batch_length, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
@@ -132,7 +133,11 @@ def decoder_logits(model, batch: dict) -> torch.Tensor:
 
 @torch.no_grad()
 def generate_answers(
-    model, tokenizer, prompts: list[list[int]], prediction_cfg, device: torch.device
+    model,
+    tokenizer,
+    prompts: list[list[int]],
+    prediction_cfg: PredictionSection,
+    device: torch.device,
 ) -> list[str]:
     """Answers for encoder inputs, batched and right-padded, with the KV cache on.
 
@@ -221,6 +226,8 @@ class Seq2SeqTask(CausalLMTask):
     def validate(self, model, items: list, metric: Metric) -> ValidationResult | None:
         """Sharded over the ranks in DDP: rank 0 gets the result, the others None."""
         cfg = self.cfg
+        prediction = cfg.prediction
+        assert isinstance(prediction, PredictionSection)  # seq2seq generates text
         was_training = model.training
         model.eval()
         batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
@@ -236,7 +243,7 @@ class Seq2SeqTask(CausalLMTask):
             logits = decoder_logits(model, batch)
             losses = per_sample_loss(logits, batch["labels"]).float().cpu().tolist()
             prompts = [s.input_ids for s in chunk]
-            answers = generate_answers(model, self.tokenizer, prompts, cfg.prediction, self.device)
+            answers = generate_answers(model, self.tokenizer, prompts, prediction, self.device)
             return list(zip(losses, answers, strict=True))
 
         try:

@@ -296,6 +296,7 @@ async def configure(q: Q) -> None:
 
 def _preview(q: Q, note: ui.Component | None = None) -> None:
     configured = client_state(q).wizard.configured
+    assert configured is not None  # Continue is shown after Configure
     items: list = [note] if note else []
     items += [layout.message(w, "warning") for w in configured.warnings]
     items.append(ui.text("Sample prompts and answers, as the model will see them:"))

@@ -274,6 +274,7 @@ async def edit_dataset(q: Q) -> None:
 
     state = client_state(q)
     record = state.store.get_dataset(q.client.dataset_id)
+    assert record is not None  # the dataset page is open
     service = import_service(state.store)
     files = service.open_dataset(record.name)
     infos = await q.run(service.inspect, files)
@@ -307,6 +308,7 @@ async def edit_dataset(q: Q) -> None:
 async def merge_dataset(q: Q) -> None:
     store = client_state(q).store
     record = store.get_dataset(q.client.dataset_id)
+    assert record is not None  # the dataset page is open
     others = [d for d in store.list_datasets() if d.id != record.id]
     items = [
         ui.text(safe_text.plain(f"Bring another dataset's files into {record.name}.")),
@@ -330,13 +332,14 @@ async def merge_dataset(q: Q) -> None:
 async def merge_confirm(q: Q) -> None:
     state = client_state(q)
     record = state.store.get_dataset(q.client.dataset_id)
+    assert record is not None  # the dataset page is open
     try:
         added = await q.run(import_service(state.store).merge, record.name, q.args.merge_source)
     except (DataError, StoreError) as exc:
-        await dataset_page(q, record.id, note=layout.message(str(exc), "error"))
+        await dataset_page(q, record.id, note=layout.message(str(exc), "error"))  # type: ignore[arg-type]  # a stored record has an id
         return
     note = layout.message(f"Merged {', '.join(added)} into {record.name}.", "success")
-    await dataset_page(q, record.id, note=note)
+    await dataset_page(q, record.id, note=note)  # type: ignore[arg-type]  # a stored record has an id
 
 
 @on("delete_dataset")
@@ -355,7 +358,7 @@ async def delete_selected(q: Q) -> None:
 
 def _confirm_delete(q: Q, ids: list[int]) -> None:
     store = client_state(q).store
-    names = [store.get_dataset(i).name for i in ids if store.get_dataset(i)]
+    names = [r.name for r in map(store.get_dataset, ids) if r]
     q.client.delete_ids = ids
     q.page["meta"].dialog = ui.dialog(
         title="Delete datasets",

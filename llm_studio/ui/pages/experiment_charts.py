@@ -9,6 +9,7 @@ number template keeps the first label it formats) and prints tick arithmetic suc
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from h2o_wave import data, ui
 
@@ -79,7 +80,7 @@ def chart_cards(path: str) -> dict:
     for p in points:
         split, _, chart = p.name.rpartition("/")
         groups.setdefault(chart, []).append([p.step, rounded(p.value), split or "train"])
-    cards = {}
+    cards: dict[str, Any] = {}  # wave's card classes share no base class
     for chart, rows in groups.items():
         splits = sorted({r[2] for r in rows}, key=lambda s: (s != "train", s))
         cards[f"chart_{chart}"] = ui.vega_card(

@@ -3,6 +3,8 @@ per experiment) and their configs side by side, with the settings that differ in
 
 from __future__ import annotations
 
+from typing import Any
+
 from h2o_wave import Q, data, on, ui
 
 from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
@@ -143,7 +145,7 @@ def chart_cards(records) -> dict:
                 box="main", items=[ui.text("None of these experiments has chart points yet.")]
             )
         }
-    cards = {}
+    cards: dict[str, Any] = {}  # wave's card classes share no base class
     names = [r.name for r in records]
     colours = [COLORS.split()[i % len(COLORS.split())] for i in range(len(names))]
     for number, (name, rows) in enumerate(series.items()):

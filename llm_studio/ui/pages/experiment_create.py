@@ -40,18 +40,19 @@ async def start_page(q: Q) -> None:
                 layout.message("Import a dataset first.", "warning")])},
         )  # fmt: skip
         return
-    await open_form_for_dataset(q, datasets[0].id)
+    await open_form_for_dataset(q, datasets[0].id)  # type: ignore[arg-type]  # a stored record
 
 
 async def open_form_for_dataset(q: Q, dataset_id: int) -> None:
     """The Create experiment form with the dataset's settings and the default backbone."""
     state = client_state(q)
     dataset = state.store.get_dataset(dataset_id)
+    assert dataset is not None  # the dataset picked in the form's list
     cfg, _ = await q.run(load_config, dataset.config_file)
     cfg.experiment_name = experiments_service.free_name(state.store, dataset.name)
     cfg.llm_backbone = DEFAULT_BACKBONE
     cfg.environment.gpus = []
-    state.draft = ExperimentDraft(cfg=cfg, dataset_id=dataset.id)
+    state.draft = ExperimentDraft(cfg=cfg, dataset_id=dataset_id)
     _experiment_form(q)
 
 
@@ -67,6 +68,7 @@ def _experiment_form(
 ):
     state = client_state(q)
     draft = state.draft
+    assert draft is not None  # the form is open: its handlers run only then
     cfg, grid = draft.cfg, draft.grid
     datasets = state.store.list_datasets()
     items: list = [note] if note else []
@@ -121,6 +123,7 @@ def _experiment_form(
 
 def _read_form(q: Q) -> None:
     draft = client_state(q).draft
+    assert draft is not None  # the form is open: its handlers run only then
     cfg = draft.cfg
     if q.args.experiment_name is not None:
         cfg.experiment_name = q.args.experiment_name
@@ -136,6 +139,7 @@ def _read_form(q: Q) -> None:
 async def grid_search_toggled(q: Q) -> None:
     """Grid search on shows a values widget under each setting a grid can vary; off hides them."""
     draft = client_state(q).draft
+    assert draft is not None  # the form is open: its handlers run only then
     try:
         _read_form(q)
     except ConfigError as exc:
@@ -184,12 +188,14 @@ async def use_previous_weights(q: Q) -> None:
     """architecture.pretrained_weights: the copied experiment's folder (its checkpoint), or back
     to what that experiment had."""
     draft = client_state(q).draft
+    assert draft is not None  # the form is open: its handlers run only then
     try:
         _read_form(q)
     except ConfigError as exc:
         _experiment_form(q, error=str(exc))
         return
     previous = draft.previous
+    assert previous is not None  # the toggle is shown only with a previous experiment
     if q.args.use_previous_weights:
         draft.cfg.architecture.pretrained_weights = previous.path
     else:
@@ -209,7 +215,9 @@ async def change_dataset(q: Q) -> None:
     an experiment keeps everything else, so the copy can train or validate on other data."""
     state = client_state(q)
     draft = state.draft
+    assert draft is not None  # the form is open: its handlers run only then
     record = state.store.get_dataset(int(q.args.experiment_dataset))
+    assert record is not None  # the dataset picked in the form's list
     cfg, _ = await q.run(load_config, record.config_file)
     if draft.previous and cfg.problem_type == draft.cfg.problem_type:
         try:
@@ -218,19 +226,20 @@ async def change_dataset(q: Q) -> None:
             _experiment_form(q, error=str(exc))
             return
         draft.cfg.dataset = cfg.dataset
-        draft.dataset_id = record.id
+        draft.dataset_id = record.id  # type: ignore[assignment]  # a stored record has an id
         _experiment_form(q, layout.message(f"Dataset settings from {record.name}.", "info"))
         return
     cfg.experiment_name = experiments_service.free_name(state.store, record.name)
     cfg.environment.gpus = []
     # A new draft, keeping the grid toggle: no longer a copy of a previous experiment.
-    state.draft = ExperimentDraft(cfg=cfg, dataset_id=record.id, grid=draft.grid)
+    state.draft = ExperimentDraft(cfg=cfg, dataset_id=record.id, grid=draft.grid)  # type: ignore[arg-type]  # a stored record has an id
     _experiment_form(q)
 
 
 @on("experiment_yaml")
 async def import_yaml(q: Q) -> None:
     state = client_state(q)
+    assert state.draft is not None  # the form is open: its handlers run only then
     local = await wave_files.take_upload(
         q, q.args.experiment_yaml[0], str(state.store.db_path.parent)
     )
@@ -265,6 +274,7 @@ async def _run(q: Q, proceed_on_warnings: bool) -> None:
     submit them all: the runner queues them."""
     state = client_state(q)
     draft = state.draft
+    assert draft is not None  # the form is open: its handlers run only then
     runner = app_runner()
     try:
         _read_form(q)

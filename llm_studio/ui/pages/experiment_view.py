@@ -98,7 +98,7 @@ def _title(record) -> str:
 def _folder_state(record) -> tuple:
     """What a live tab shows changes only when one of these does."""
     folder = ExperimentFolder(record.path)
-    sizes = []
+    sizes: list[tuple[float, int] | None] = []
     for path in (folder.status_file, folder.charts_file, folder.logs):
         try:
             stat = path.stat()
@@ -267,6 +267,7 @@ async def rename_dialog(q: Q) -> None:
 def _rename_dialog(q: Q, experiment_id: int) -> None:
     q.client.rename_experiment_id = experiment_id
     record = client_state(q).store.get_experiment(experiment_id)
+    assert record is not None  # renamed from its own page
     q.page["meta"].dialog = ui.dialog(
         title="Rename experiment",
         name="rename_box",
