@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from llm_studio.data.tokenization import collate_training, encode_prompt
+from llm_studio.data.tokenization import Collate, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
 from llm_studio.models.generation import generate_batch
@@ -85,14 +85,11 @@ def validate(
     was_training = model.training
     model.eval()
     batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
+    tok = cfg.tokenizer
+    collate = Collate(tokenizer.pad_token_id, tok.padding_quantile, tok.max_length)
 
     def loss_and_prediction(rows: list) -> list[tuple[float, str]]:
-        batch = collate_training(
-            [sample for _, sample, _ in rows],
-            pad_id=tokenizer.pad_token_id,
-            padding_quantile=1.0,
-            max_length=cfg.tokenizer.max_length,
-        )
+        batch = collate.padded_to_longest()([sample for _, sample, _ in rows])
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
