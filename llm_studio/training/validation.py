@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from llm_studio.atomic import write_atomic
 from llm_studio.data.tokenization import Collate, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
@@ -51,9 +52,7 @@ class ValidationResult:
 
     def write(self, folder: ExperimentFolder, metric: Metric) -> None:
         df = self.frame(metric)
-        tmp = folder.predictions_csv.with_name(f".{folder.predictions_csv.name}.tmp")
-        df.to_csv(tmp, index=False)
-        tmp.replace(folder.predictions_csv)
+        write_atomic(folder.predictions_csv, lambda tmp: df.to_csv(tmp, index=False))
         scores = df[metric.name].to_numpy(dtype=float)
         scored = np.flatnonzero(~np.isnan(scores))  # rows the metric could not score rank nowhere
         order = scored[np.argsort(scores[scored], kind="stable")]
