@@ -1,4 +1,6 @@
-"""A tiny random-weight Llama with its own byte-level BPE tokenizer, built offline in seconds.
+"""A tiny random-weight Llama (and T5) with its own byte-level BPE tokenizer, built offline in
+seconds. Test support, not shipped: the suite, the benchmarks and scripts/gpu_check.py import it
+with tests/ on sys.path; the Docker check pipes this file into the container's python.
 
 Tests use it through the real `from_pretrained` path instead of downloading a backbone:
 
