@@ -119,15 +119,23 @@ def validate(
     rows = [None] * len(order)
     for position, row in zip(order, sorted_rows, strict=True):
         rows[position] = row
+    return scored(conversations, rows, fmt, metric, cfg.prediction)
+
+
+def scored(
+    conversations: list, rows: list[tuple[float, str]], fmt, metric: Metric, prediction_cfg
+) -> ValidationResult:
+    """The validation result of (loss, prediction) rows, one per conversation, in its order:
+    each last answer is the target the metric scores the prediction against."""
     losses = [loss for loss, _ in rows]
     predictions = [prediction for _, prediction in rows]
-    prompts = [fmt.render(c, with_last_answer=False) for c in conversations]
     targets = [c.answers[-1] for c in conversations]
     scores = metric.score(
         predictions=predictions,
         targets=targets,
         prompts=[c.prompts[-1] for c in conversations],
         sample_losses=losses,
-        prediction_cfg=cfg.prediction,
+        prediction_cfg=prediction_cfg,
     )
+    prompts = [fmt.render(c, with_last_answer=False) for c in conversations]
     return ValidationResult(prompts, targets, predictions, losses, scores)

@@ -31,7 +31,7 @@ from llm_studio.metrics.text import Metric
 from llm_studio.models.generation import cut_at_stop, generating, generation_kwargs
 from llm_studio.training.distributed import map_batches
 from llm_studio.training.tasks.causal_lm import CausalLMTask
-from llm_studio.training.validation import ValidationResult
+from llm_studio.training.validation import ValidationResult, scored
 
 
 @dataclass
@@ -214,18 +214,7 @@ class Seq2SeqTask(CausalLMTask):
             model.train(was_training)
         if rows is None:
             return None
-        losses = [loss for loss, _ in rows]
-        predictions = [prediction for _, prediction in rows]
-        targets = [c.answers[-1] for c in items]
-        scores = metric.score(
-            predictions=predictions,
-            targets=targets,
-            prompts=[c.prompts[-1] for c in items],
-            sample_losses=losses,
-            prediction_cfg=cfg.prediction,
-        )
-        prompts = [self.fmt.render(c, with_last_answer=False) for c in items]
-        return ValidationResult(prompts, targets, predictions, losses, scores)
+        return scored(items, rows, self.fmt, metric, cfg.prediction)
 
     def write_insights(self, folder, batch: dict) -> None:
         write_seq2seq_insights(folder, batch, self.tokenizer)
