@@ -20,7 +20,7 @@ from typing import Any
 READABLE = 0o644
 
 
-def write_atomic(path: Path, write: Callable[[Path], None], *, mode: int = READABLE) -> None:
+def write_atomic(path: Path, write: Callable[[Path], object], *, mode: int = READABLE) -> None:
     """`write(tmp)` fills a temporary file next to `path`, which then replaces `path` whole.
 
     The temporary file is created 0600 (mkstemp) and gets `mode` only once written, so a secret

@@ -116,10 +116,8 @@ def validate(
     model.train(was_training)
     if sorted_rows is None:
         return None
-    rows = [None] * len(order)
-    for position, row in zip(order, sorted_rows, strict=True):
-        rows[position] = row
-    return scored(conversations, rows, fmt, metric, cfg.prediction)
+    back = sorted(zip(order, sorted_rows, strict=True), key=lambda pair: pair[0])
+    return scored(conversations, [row for _, row in back], fmt, metric, cfg.prediction)
 
 
 def scored(
