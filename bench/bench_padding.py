@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from conftest import load_cfg, pattern_rows, tiny_config  # noqa: E402
+from tiny_model import build_tiny_llama  # noqa: E402
 
-from llm_studio.models.tiny import build_tiny_llama  # noqa: E402
 from llm_studio.training.tasks import build_task  # noqa: E402
 
 

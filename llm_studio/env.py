@@ -28,7 +28,7 @@ def setting_env(name: str, environ: Mapping[str, str] | None = None) -> str | No
     value = env.get(name)
     if value is not None:
         return value
-    old = name.removeprefix("H2O_")
+    old = OLD_PREFIX + name.removeprefix(PREFIX)
     value = env.get(old)
     if value is not None:
         with _warned_lock:

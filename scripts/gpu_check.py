@@ -24,9 +24,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
 
 from conftest import load_cfg, pattern_rows, tiny_config  # noqa: E402
+from tiny_model import build_tiny_llama  # noqa: E402
 
 from llm_studio.models.backbone import load_backbone, prepare_for_training  # noqa: E402
-from llm_studio.models.tiny import build_tiny_llama  # noqa: E402
 
 DEFAULT_BACKBONE = ROOT / ".models" / "HuggingFaceTB" / "SmolLM2-135M-Instruct"
 

@@ -419,7 +419,7 @@ def test_dpo_and_seq2seq_train_with_sharded_weights_and_save_whole_checkpoints(
     if problem_type == "text_dpo_modeling":
         rows, model_dir = pd.read_csv(REPO / "examples/data/demo_dpo.csv").head(48), tiny_model_dir
     else:
-        from llm_studio.models.tiny import build_tiny_t5
+        from tiny_model import build_tiny_t5
 
         rows, model_dir = pattern_rows(48), build_tiny_t5(tmp_path / "tiny-t5")
     rows.to_csv(tmp_path / "data.csv", index=False)

@@ -24,7 +24,7 @@ PROBLEM_TYPE = "text_sequence_to_sequence_modeling"
 
 @pytest.fixture(scope="module")
 def tiny_t5_dir(tmp_path_factory):
-    from llm_studio.models.tiny import build_tiny_t5
+    from tiny_model import build_tiny_t5
 
     return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5") / "tiny-t5")
 
@@ -44,9 +44,8 @@ def loaded_task(model_dir, tmp_path, **sections):
 
 
 def test_tiny_t5_is_an_encoder_decoder_built_deterministically(tiny_t5_dir, tmp_path):
+    from tiny_model import build_tiny_t5
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    from llm_studio.models.tiny import build_tiny_t5
 
     again = build_tiny_t5(tmp_path / "again")
     digest = hashlib.sha256((tiny_t5_dir / "model.safetensors").read_bytes()).hexdigest()

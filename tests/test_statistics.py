@@ -282,7 +282,7 @@ def test_one_million_rows_two_text_columns():
 
 
 def test_token_lengths_with_a_tokenizer_folder(tmp_path):
-    from llm_studio.models.tiny import build_tiny_tokenizer
+    from tiny_model import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     tok_dir = tmp_path / "tok"

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_model import build_tiny_llama
 from transformers import AutoModelForCausalLM, AutoTokenizer
-
-from llm_studio.models.tiny import build_tiny_llama
 
 
 @pytest.fixture(scope="module")

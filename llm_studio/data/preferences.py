@@ -17,7 +17,7 @@ from llm_studio.data.augmentation import TrainingSamples
 from llm_studio.data.conversations import build_conversations
 from llm_studio.data.prompt_format import Conversation
 from llm_studio.data.readers import DataError
-from llm_studio.data.tokenization import IGNORE_INDEX, EncodedSample, collate_training
+from llm_studio.data.tokenization import IGNORE_INDEX, EncodedSample
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ def build_preference_pairs(df: pd.DataFrame, dataset_cfg, source: str) -> list[P
 # --- encoding and batches ---
 
 
+# The sides of a pair, as `Collate(sides=...)` batches them: `chosen_*` and `rejected_*` keys.
+PAIR_SIDES = ("chosen", "rejected")
+
+
 @dataclass
 class EncodedPair:
     chosen: EncodedSample
@@ -96,23 +100,6 @@ def label_last_answer_only(sample: EncodedSample) -> EncodedSample:
         start -= 1
     labels[:start] = [IGNORE_INDEX] * start
     return EncodedSample(sample.input_ids, labels)
-
-
-def collate_pairs(
-    samples: list[EncodedPair], pad_id: int, padding_quantile: float, max_length: int
-) -> dict[str, torch.Tensor]:
-    """`chosen_*` and `rejected_*` tensors (input_ids, attention_mask, labels), padded to one
-    length, so both sides can go through the model as one batch."""
-    both = collate_training(
-        [s.chosen for s in samples] + [s.rejected for s in samples],
-        pad_id=pad_id,
-        padding_quantile=padding_quantile,
-        max_length=max_length,
-    )
-    n = len(samples)
-    batch = {f"chosen_{k}": v[:n] for k, v in both.items()}
-    batch.update({f"rejected_{k}": v[n:] for k, v in both.items()})
-    return batch
 
 
 def side(batch: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:

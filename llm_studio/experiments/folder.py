@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llm_studio.atomic import write_text_atomic
+from llm_studio.atomic import write_json_atomic, write_text_atomic
 from llm_studio.experiments.status import RunState, process_alive
 
 __all__ = ["ChartPoint", "ExperimentFolder", "ExperimentStatus", "RunState", "process_alive"]
@@ -154,4 +154,4 @@ class ExperimentFolder:
 
     # --- insights ---
     def write_json(self, path: Path, data: Any) -> None:
-        write_text_atomic(path, json.dumps(data, indent=1, ensure_ascii=False))
+        write_json_atomic(path, data)

@@ -15,13 +15,12 @@ builds these.
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from llm_studio.atomic import write_atomic
 from llm_studio.config.base import BaseConfig
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
@@ -187,47 +186,42 @@ def build_files_zip(
     """
     entries = [(f, Path(f).name) if isinstance(f, (str, Path)) else f for f in files]
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    total = sum(len(src) if isinstance(src, bytes) else _size(src) for src, _ in entries) or 1
-    done = 0
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", allowZip64=True) as zf:
-            if progress:
-                progress(0.0)
-            for src, name in entries:
-                compress = (
-                    zipfile.ZIP_STORED if name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
-                )
-                if isinstance(src, bytes):
-                    info = zipfile.ZipInfo(name, date_time=_now())
-                    info.external_attr = 0o644 << 16
-                    info.compress_type = compress
-                    zf.writestr(info, src)
-                    done += len(src)
-                    continue
-                info = zipfile.ZipInfo.from_file(src, name)
-                info.compress_type = compress
-                try:
-                    with open(src, "rb") as fh, zf.open(info, "w", force_zip64=True) as out:
-                        while chunk := fh.read(CHUNK):
-                            out.write(chunk)
-                            done += len(chunk)
-                            if progress:
-                                progress(min(done / total, 1.0))
-                except FileNotFoundError:
-                    raise ExportError(
-                        f"{src} disappeared while zipping (the experiment saved again?); try again"
-                    ) from None
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(dest, lambda tmp: _write_zip(tmp, entries, progress))
     if progress:
         progress(1.0)
     return dest
+
+
+def _write_zip(tmp: Path, entries: list[Entry], progress: Progress | None) -> None:
+    total = sum(len(src) if isinstance(src, bytes) else _size(src) for src, _ in entries) or 1
+    done = 0
+    with zipfile.ZipFile(tmp, "w", allowZip64=True) as zf:
+        if progress:
+            progress(0.0)
+        for src, name in entries:
+            compress = (
+                zipfile.ZIP_STORED if name.endswith(STORED_SUFFIXES) else zipfile.ZIP_DEFLATED
+            )
+            if isinstance(src, bytes):
+                info = zipfile.ZipInfo(name, date_time=_now())
+                info.external_attr = 0o644 << 16
+                info.compress_type = compress
+                zf.writestr(info, src)
+                done += len(src)
+                continue
+            info = zipfile.ZipInfo.from_file(src, name)
+            info.compress_type = compress
+            try:
+                with open(src, "rb") as fh, zf.open(info, "w", force_zip64=True) as out:
+                    while chunk := fh.read(CHUNK):
+                        out.write(chunk)
+                        done += len(chunk)
+                        if progress:
+                            progress(min(done / total, 1.0))
+            except FileNotFoundError:
+                raise ExportError(
+                    f"{src} disappeared while zipping (the experiment saved again?); try again"
+                ) from None
 
 
 # --- helpers ---

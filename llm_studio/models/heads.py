@@ -12,14 +12,12 @@ types; docs/classification.md shows how to predict with them using plain transfo
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from llm_studio.atomic import write_text_atomic
+from llm_studio.atomic import write_atomic, write_json_atomic
 
 HEAD_WEIGHTS = "classification_head.safetensors"
 HEAD_INFO = "classification_head.json"
@@ -85,16 +83,8 @@ def save_head(head: torch.nn.Linear, info: dict, dest: Path) -> None:
         "weight": head.weight.detach().float().cpu().contiguous(),
         "bias": head.bias.detach().float().cpu().contiguous(),
     }
-    fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{HEAD_WEIGHTS}.")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest / HEAD_WEIGHTS)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    write_text_atomic(dest / HEAD_INFO, json.dumps(info, indent=1))
+    write_atomic(dest / HEAD_WEIGHTS, lambda tmp: save_file(tensors, tmp))
+    write_json_atomic(dest / HEAD_INFO, info)
 
 
 def read_head(folder: Path) -> tuple[dict[str, torch.Tensor], dict] | None:

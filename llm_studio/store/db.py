@@ -407,15 +407,6 @@ class Store:
             conn.execute(f"DELETE FROM datasets WHERE id IN ({marks})", ids)
         return records
 
-    def experiments_of_dataset(self, dataset_id: int) -> list[ExperimentRecord]:
-        with self._read() as conn:
-            rows = conn.execute(
-                f"SELECT {_cols(_EXPERIMENT_COLUMNS)} FROM experiments WHERE dataset_id = ? "
-                f"ORDER BY id",
-                (dataset_id,),
-            ).fetchall()
-        return [ExperimentRecord(**dict(r)) for r in rows]
-
     # experiments
 
     def add_experiment(self, record: ExperimentRecord) -> ExperimentRecord:

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from llm_studio.atomic import write_atomic
 from llm_studio.training.distributed import Distributed
 
 log = logging.getLogger("llm_studio")
@@ -50,11 +51,7 @@ def once(ddp: Distributed, path: Path | None, build: Callable[[], T]) -> T:
         return build()
     if ddp.is_main and not path.exists():
         result = build()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
-            pickle.dump(result, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)  # the others never see a half-written file
+        write_atomic(path, lambda tmp: _pickle(result, tmp))  # never seen half written
         return result
     waited = 0.0
     while not path.exists():
@@ -66,6 +63,11 @@ def once(ddp: Distributed, path: Path | None, build: Callable[[], T]) -> T:
         log.info("Preprocessing: %s from the run this one resumes", path.name)
     with open(path, "rb") as fh:
         return pickle.load(fh)
+
+
+def _pickle(obj: object, path: Path) -> None:
+    with open(path, "wb") as fh:
+        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def read_data_once(ddp: Distributed, cache: Path | None, read: Callable[[], T], task) -> T:

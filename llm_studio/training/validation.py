@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
-from llm_studio.data.tokenization import collate_training, encode_prompt
+from llm_studio.atomic import write_atomic
+from llm_studio.data.tokenization import Collate, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
 from llm_studio.models.generation import generate_batch
@@ -52,9 +52,7 @@ class ValidationResult:
 
     def write(self, folder: ExperimentFolder, metric: Metric) -> None:
         df = self.frame(metric)
-        tmp = folder.predictions_csv.with_name(f".{folder.predictions_csv.name}.tmp")
-        df.to_csv(tmp, index=False)
-        tmp.replace(folder.predictions_csv)
+        write_atomic(folder.predictions_csv, lambda tmp: df.to_csv(tmp, index=False))
         scores = df[metric.name].to_numpy(dtype=float)
         scored = np.flatnonzero(~np.isnan(scores))  # rows the metric could not score rank nowhere
         order = scored[np.argsort(scores[scored], kind="stable")]
@@ -86,14 +84,11 @@ def validate(
     was_training = model.training
     model.eval()
     batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
+    tok = cfg.tokenizer
+    collate = Collate(tokenizer.pad_token_id, tok.padding_quantile, tok.max_length)
 
     def loss_and_prediction(rows: list) -> list[tuple[float, str]]:
-        batch = collate_training(
-            [sample for _, sample, _ in rows],
-            pad_id=tokenizer.pad_token_id,
-            padding_quantile=1.0,
-            max_length=cfg.tokenizer.max_length,
-        )
+        batch = collate.padded_to_longest()([sample for _, sample, _ in rows])
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(
             input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False
@@ -121,18 +116,24 @@ def validate(
     model.train(was_training)
     if sorted_rows is None:
         return None
-    rows: list[Any] = [None] * len(order)
-    for position, row in zip(order, sorted_rows, strict=True):
-        rows[position] = row
+    back = sorted(zip(order, sorted_rows, strict=True), key=lambda pair: pair[0])
+    return scored(conversations, [row for _, row in back], fmt, metric, cfg.prediction)
+
+
+def scored(
+    conversations: list, rows: list[tuple[float, str]], fmt, metric: Metric, prediction_cfg
+) -> ValidationResult:
+    """The validation result of (loss, prediction) rows, one per conversation, in its order:
+    each last answer is the target the metric scores the prediction against."""
     losses = [loss for loss, _ in rows]
     predictions = [prediction for _, prediction in rows]
-    prompts = [fmt.render(c, with_last_answer=False) for c in conversations]
     targets = [c.answers[-1] for c in conversations]
     scores = metric.score(
         predictions=predictions,
         targets=targets,
         prompts=[c.prompts[-1] for c in conversations],
         sample_losses=losses,
-        prediction_cfg=cfg.prediction,
+        prediction_cfg=prediction_cfg,
     )
+    prompts = [fmt.render(c, with_last_answer=False) for c in conversations]
     return ValidationResult(prompts, targets, predictions, losses, scores)

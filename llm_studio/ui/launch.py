@@ -33,6 +33,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from llm_studio.atomic import write_json_atomic
 from llm_studio.env import setting_env
 from llm_studio.paths import REPO_ROOT, workdir
 from llm_studio.ui import host_guard
@@ -122,10 +123,7 @@ def read_pids() -> dict:
 
 
 def _write_pids(pids: dict) -> None:
-    path = pid_file()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(pids))
-    os.replace(tmp, path)
+    write_json_atomic(pid_file(), pids, indent=None)
 
 
 def _die_with_parent() -> None:

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import tempfile
 from pathlib import Path
 
+from llm_studio.atomic import write_text_atomic
 from llm_studio.paths import workdir
 
 SECRETS = {
@@ -81,12 +81,8 @@ def _read_env_file() -> dict[str, str]:
 
 
 def _write_env_file(values: dict[str, str]) -> None:
-    path = env_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".secrets.", suffix=".tmp")  # 0600
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write("".join(f"{k}={v}\n" for k, v in sorted(values.items()) if v))
-    os.replace(tmp, path)
+    text = "".join(f"{k}={v}\n" for k, v in sorted(values.items()) if v)
+    write_text_atomic(env_file(), text, mode=0o600)  # readable by its owner only
 
 
 def save(handler: str, values: dict[str, str], session: dict[str, str]) -> None:

@@ -31,8 +31,6 @@ SECTION_TITLES = {
     "environment": "Environment",
     "logging": "Logging",
 }
-# Set by the page itself (from the dataset and the experiment name), not typed in the form.
-FIXED = {"problem_type", "experiment_name", "output_directory", "llm_backbone"}
 PREFIX = "cfg__"
 GRID_PREFIX = "grid__"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 from typing import Any
@@ -17,7 +16,7 @@ from llm_studio.data.batching import pack_rows
 from llm_studio.data.conversations import build_conversations
 from llm_studio.data.personalize import personalize
 from llm_studio.data.prompt_format import PromptFormat
-from llm_studio.data.tokenization import IGNORE_INDEX, collate_training, encode_for_training
+from llm_studio.data.tokenization import IGNORE_INDEX, Collate, encode_for_training
 from llm_studio.models.backbone import LoadedBackbone, load_backbone, prepare_for_training
 from llm_studio.training.checkpointing import save_model
 from llm_studio.training.insights import write_train_insights
@@ -90,14 +89,14 @@ class CausalLMTask:
         return TrainingSamples(items, self.encode, self.cfg.augmentation, seed)
 
     @property
-    def collate(self):
-        # A partial of a module-level function: picklable for DataLoader worker processes.
-        return functools.partial(
-            collate_training,
-            pad_id=self.tokenizer.pad_token_id,
-            padding_quantile=self.cfg.tokenizer.padding_quantile,
-            max_length=self.cfg.tokenizer.max_length,
-        )
+    def collate(self) -> Collate:
+        """Training batches; validation pads them to the longest row (`padded_to_longest`)."""
+        return self.collate_as()
+
+    def collate_as(self, **layout: Any) -> Collate:
+        """Batches of the tokenizer settings, in the problem type's layout (see `Collate`)."""
+        tok = self.cfg.tokenizer
+        return Collate(self.tokenizer.pad_token_id, tok.padding_quantile, tok.max_length, **layout)
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         name = self.cfg.training.loss_function

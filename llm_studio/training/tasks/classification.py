@@ -11,7 +11,6 @@ causal LM plus the head files.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,7 @@ from llm_studio.data.labels import (
     regression_targets,
 )
 from llm_studio.data.prompt_format import Conversation, PromptFormat
-from llm_studio.data.tokenization import EncodedSample, collate_training, encode_prompt
+from llm_studio.data.tokenization import Collate, EncodedSample, encode_prompt
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.export.checkpoint import is_peft
 from llm_studio.models.backbone import model_source
@@ -122,16 +121,6 @@ class LabelSample(EncodedSample):
     """The prompt's token ids (`labels` stays empty: the loss uses `target`)."""
 
     target: tuple[float, ...]
-
-
-def collate_labels(
-    samples: list[LabelSample], pad_id: int, padding_quantile: float, max_length: int
-) -> dict[str, torch.Tensor]:
-    """Right-padded prompts, as for causal LM (too long: cut on the left), and the targets."""
-    batch = collate_training(samples, pad_id, padding_quantile, max_length)  # type: ignore[arg-type]  # LabelSample is an EncodedSample
-    del batch["labels"]
-    batch["targets"] = torch.tensor([s.target for s in samples], dtype=torch.float32)
-    return batch
 
 
 # --- validation ---
@@ -326,13 +315,8 @@ class LabelTask(CausalLMTask):
         return TrainingSamples(items, self.encode, NO_CHAIN_AUGMENTATION, seed)  # type: ignore[arg-type]  # items are LabelItems here
 
     @property
-    def collate(self):
-        return functools.partial(
-            collate_labels,
-            pad_id=self.tokenizer.pad_token_id,
-            padding_quantile=self.cfg.tokenizer.padding_quantile,
-            max_length=self.cfg.tokenizer.max_length,
-        )
+    def collate(self) -> Collate:
+        return self.collate_as(labels="none", targets=True)
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
@@ -359,12 +343,7 @@ class LabelTask(CausalLMTask):
         batch_size = self.cfg.prediction.batch_size_inference or self.cfg.training.batch_size
 
         def outputs_and_loss(chunk: list[LabelSample]) -> list[tuple[list[float], float]]:
-            batch = collate_labels(
-                chunk,
-                pad_id=self.tokenizer.pad_token_id,
-                padding_quantile=1.0,
-                max_length=self.cfg.tokenizer.max_length,
-            )
+            batch = self.collate.padded_to_longest()(chunk)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
             losses = LABEL_LOSSES[self.loss_name](outputs, batch["targets"])

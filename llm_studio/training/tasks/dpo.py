@@ -13,7 +13,6 @@ dropout, no NEFTune noise), so they are a fixed target.
 from __future__ import annotations
 
 import copy
-import functools
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -23,16 +22,16 @@ import torch
 from llm_studio.config.dpo import DPOConfig
 from llm_studio.data.personalize import personalize
 from llm_studio.data.preferences import (
+    PAIR_SIDES,
     EncodedPair,
     PreferencePair,
     PreferenceSamples,
     build_preference_pairs,
-    collate_pairs,
     label_last_answer_only,
     side,
     stack_sides,
 )
-from llm_studio.data.tokenization import IGNORE_INDEX
+from llm_studio.data.tokenization import IGNORE_INDEX, Collate
 from llm_studio.models.backbone import LoadedBackbone
 from llm_studio.training.distributed import map_batches
 from llm_studio.training.dpo_losses import (
@@ -124,13 +123,8 @@ class DPOTask(CausalLMTask):
         return PreferenceSamples(items, self.encode_pair, self.cfg.augmentation, seed)
 
     @property
-    def collate(self):
-        return functools.partial(
-            collate_pairs,
-            pad_id=self.tokenizer.pad_token_id,
-            padding_quantile=self.cfg.tokenizer.padding_quantile,
-            max_length=self.cfg.tokenizer.max_length,
-        )
+    def collate(self) -> Collate:
+        return self.collate_as(sides=PAIR_SIDES)
 
     def preference_loss(self, model, batch: dict) -> PreferenceLoss:
         tr = self.cfg.training
@@ -167,12 +161,7 @@ class DPOTask(CausalLMTask):
         batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
 
         def loss_and_rewards(chunk: list[EncodedPair]) -> list[list[float]]:
-            batch = collate_pairs(
-                chunk,
-                pad_id=self.tokenizer.pad_token_id,
-                padding_quantile=1.0,
-                max_length=cfg.tokenizer.max_length,
-            )
+            batch = self.collate.padded_to_longest()(chunk)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             result = self.preference_loss(model, batch)
             per_pair = [result.losses, result.chosen_rewards, result.rejected_rewards]

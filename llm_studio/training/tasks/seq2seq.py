@@ -13,7 +13,6 @@ make the decoder inputs), so the losses here do not shift by one as the causal o
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -22,13 +21,19 @@ import torch.nn.functional as F
 
 from llm_studio.config.registries import TEXT_LOSSES
 from llm_studio.config.sections import PredictionSection
-from llm_studio.data.tokenization import IGNORE_INDEX, batch_length, encode_prompt
+from llm_studio.data.tokenization import (
+    IGNORE_INDEX,
+    Collate,
+    attention_mask,
+    encode_prompt,
+    pad_rows,
+)
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
 from llm_studio.models.generation import cut_at_stop, generating, generation_kwargs
 from llm_studio.training.distributed import map_batches
 from llm_studio.training.tasks.causal_lm import CausalLMTask
-from llm_studio.training.validation import ValidationResult
+from llm_studio.training.validation import ValidationResult, scored
 
 
 @dataclass
@@ -89,25 +94,6 @@ def encode_seq2seq(conv, tokenizer, fmt, max_length: int) -> Seq2SeqSample:
     return Seq2SeqSample(encoder_ids, answer_ids[:max_length])
 
 
-def collate_seq2seq(
-    samples: list[Seq2SeqSample], pad_id: int, padding_quantile: float, max_length: int
-) -> dict[str, torch.Tensor]:
-    """Right-padded encoder inputs (cut to the quantile length on the left, like causal batches)
-    and right-padded labels as long as the batch's longest answer."""
-    length = batch_length([len(s.input_ids) for s in samples], padding_quantile, max_length)
-    label_length = max(1, max(len(s.labels) for s in samples))
-    input_ids = torch.full((len(samples), length), pad_id, dtype=torch.long)
-    attention = torch.zeros((len(samples), length), dtype=torch.long)
-    labels = torch.full((len(samples), label_length), IGNORE_INDEX, dtype=torch.long)
-    for row, s in enumerate(samples):
-        ids = s.input_ids[-length:] if length else []
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        attention[row, : len(ids)] = 1
-        labels[row, : len(s.labels)] = torch.tensor(s.labels, dtype=torch.long)
-    # Named so the loop's token masking (keys ending in input_ids) leaves the labels alone.
-    return {"input_ids": input_ids, "attention_mask": attention, "labels": labels}
-
-
 def decoder_inputs(model, labels: torch.Tensor) -> torch.Tensor:
     """The labels shifted right behind the decoder start token, as the model itself does it."""
     prepare = getattr(model, "prepare_decoder_input_ids_from_labels", None)
@@ -144,11 +130,8 @@ def generate_answers(
     An encoder-decoder's output is the decoder sequence only: its start token, then the answer.
     """
     length = max(1, max(len(p) for p in prompts))
-    input_ids = torch.full((len(prompts), length), tokenizer.pad_token_id, dtype=torch.long)
-    attention = torch.zeros((len(prompts), length), dtype=torch.long)
-    for row, p in enumerate(prompts):
-        input_ids[row, : len(p)] = torch.tensor(p, dtype=torch.long)
-        attention[row, : len(p)] = 1
+    input_ids = pad_rows(prompts, length, tokenizer.pad_token_id)
+    attention = attention_mask(prompts, length)
     with generating(model) as synced_gpus:
         output = model.generate(
             input_ids=input_ids.to(device),
@@ -201,14 +184,8 @@ class Seq2SeqTask(CausalLMTask):
         return encode_seq2seq(conversation, self.tokenizer, self.fmt, self.cfg.tokenizer.max_length)
 
     @property
-    def collate(self):
-        # A partial of a module-level function: picklable for DataLoader worker processes.
-        return functools.partial(
-            collate_seq2seq,
-            pad_id=self.tokenizer.pad_token_id,
-            padding_quantile=self.cfg.tokenizer.padding_quantile,
-            max_length=self.cfg.tokenizer.max_length,
-        )
+    def collate(self) -> Collate:
+        return self.collate_as(labels="decoder")
 
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         logits = decoder_logits(model, batch)
@@ -233,12 +210,7 @@ class Seq2SeqTask(CausalLMTask):
         batch_size = cfg.prediction.batch_size_inference or cfg.training.batch_size
 
         def loss_and_prediction(chunk: list[Seq2SeqSample]) -> list[tuple[float, str]]:
-            batch = collate_seq2seq(
-                chunk,
-                pad_id=self.tokenizer.pad_token_id,
-                padding_quantile=1.0,
-                max_length=cfg.tokenizer.max_length,
-            )
+            batch = self.collate.padded_to_longest()(chunk)
             batch = {k: v.to(self.device) for k, v in batch.items()}
             logits = decoder_logits(model, batch)
             losses = per_sample_loss(logits, batch["labels"]).float().cpu().tolist()
@@ -252,18 +224,7 @@ class Seq2SeqTask(CausalLMTask):
             model.train(was_training)
         if rows is None:
             return None
-        losses = [loss for loss, _ in rows]
-        predictions = [prediction for _, prediction in rows]
-        targets = [c.answers[-1] for c in items]
-        scores = metric.score(
-            predictions=predictions,
-            targets=targets,
-            prompts=[c.prompts[-1] for c in items],
-            sample_losses=losses,
-            prediction_cfg=cfg.prediction,
-        )
-        prompts = [self.fmt.render(c, with_last_answer=False) for c in items]
-        return ValidationResult(prompts, targets, predictions, losses, scores)
+        return scored(items, rows, self.fmt, metric, cfg.prediction)
 
     def write_insights(self, folder, batch: dict) -> None:
         write_seq2seq_insights(folder, batch, self.tokenizer)

@@ -1,4 +1,6 @@
-"""A tiny random-weight Llama with its own byte-level BPE tokenizer, built offline in seconds.
+"""A tiny random-weight Llama (and T5) with its own byte-level BPE tokenizer, built offline in
+seconds. Test support, not shipped: the suite, the benchmarks and scripts/gpu_check.py import it
+with tests/ on sys.path; the Docker check pipes this file into the container's python.
 
 Tests use it through the real `from_pretrained` path instead of downloading a backbone:
 
@@ -76,6 +78,22 @@ def build_tiny_tokenizer(vocab_size: int = 512):
     )
 
 
+def _save_random(model_class, config, tokenizer, dest: Path, seed: int) -> Path:
+    """A model of `config` with random weights drawn from `seed` (the global torch RNG is left
+    as it was), saved with `tokenizer` into `dest`."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_class(config)
+    model.eval()
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(dest)
+    tokenizer.save_pretrained(dest)
+    return dest
+
+
 def build_tiny_llama(
     dest: Path,
     *,
@@ -89,7 +107,6 @@ def build_tiny_llama(
 
     Deterministic for a given seed; the global torch RNG is left as it was.
     """
-    import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tiny_tokenizer(vocab_size)
@@ -107,16 +124,7 @@ def build_tiny_llama(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    model.eval()
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
+    return _save_random(LlamaForCausalLM, config, tokenizer, dest, seed)
 
 
 def build_tiny_t5(
@@ -135,7 +143,6 @@ def build_tiny_t5(
     weights start near the uniform loss), and the decoder starting from the pad token.
     Deterministic for a given seed; the global torch RNG is left as it was. Returns `dest`.
     """
-    import torch
     from transformers import T5Config, T5ForConditionalGeneration
 
     tokenizer = build_tiny_tokenizer(vocab_size)
@@ -153,13 +160,4 @@ def build_tiny_t5(
         eos_token_id=tokenizer.eos_token_id,
         decoder_start_token_id=tokenizer.pad_token_id,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = T5ForConditionalGeneration(config)
-    model.eval()
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(dest)
-    tokenizer.save_pretrained(dest)
-    return dest
+    return _save_random(T5ForConditionalGeneration, config, tokenizer, dest, seed)
