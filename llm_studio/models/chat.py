@@ -33,7 +33,7 @@ def weights_bytes(checkpoint: Path, bytes_per_value: int = 4) -> int:
     values = 0
     for path in files:
         with safe_open(str(path), framework="numpy") as fh:
-            for key in fh:
+            for key in fh.keys():  # noqa: SIM118  # safe_open handles are not iterable
                 count = 1
                 for size in fh.get_slice(key).get_shape():
                     count *= size
