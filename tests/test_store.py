@@ -107,7 +107,12 @@ def test_store_imports_nothing_heavy():
         "llm_studio.names",  # the one name rule; the standard library only
         "llm_studio.paths",
         "llm_studio.store",
+        # The store's own modules; the standard library only.
+        "llm_studio.store.connection",
         "llm_studio.store.db",
+        "llm_studio.store.errors",
+        "llm_studio.store.records",
+        "llm_studio.store.tables",
     ]
 
 
@@ -173,12 +178,12 @@ def test_experiment_crud(store):
     assert store.get_experiment_by_name("e2") == e2
     assert store.get_experiment(12345) is None
     assert store.list_experiments() == [e1, e2]
-    assert store.experiments_of_dataset(d1.id) == [e1]
+    assert [e for e in store.list_experiments() if e.dataset_id == d1.id] == [e1]
 
     e1.dataset_id = d2.id
     e1.status = "queued"
     assert store.update_experiment(e1) == e1
-    assert [e.name for e in store.experiments_of_dataset(d2.id)] == ["e1", "e2"]
+    assert [e.name for e in store.list_experiments() if e.dataset_id == d2.id] == ["e1", "e2"]
     with pytest.raises(NotFoundError):
         store.update_experiment(ex("e1", 999, id=e1.id))
 
@@ -351,7 +356,7 @@ def test_a_v1_database_opens_after_an_update(workdir):
     again = Store()
     assert again.get_experiment(1).pid == 99
     assert again.get_setting("theme") == "dark"
-    assert [e.name for e in again.experiments_of_dataset(1)] == ["old run", "new run"]
+    assert [e.name for e in again.list_experiments() if e.dataset_id == 1] == ["old run", "new run"]
     with pytest.raises(DatasetInUseError, match="'old'"):
         again.delete_datasets([1])
 
@@ -415,58 +420,72 @@ print(json.dumps(shared))
 """
 
 
-def test_concurrent_sessions_threads_and_processes(workdir):
-    threads_n, per_thread, procs_n, per_proc = 8, 15, 2, 25
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", WORKER, f"proc{p}", str(per_proc)],
-            cwd=REPO,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for p in range(procs_n)
-    ]
-    barrier = threading.Barrier(threads_n + 1, timeout=60)
-    outcomes: list[str] = []
-    failures: list[BaseException] = []
-    lock = threading.Lock()
+class _ThreadSessions:
+    """`count` threads, each with a Store of its own, adding `per_thread` datasets of their own
+    and trying to add "shared" after each; they start together once `release` is called."""
 
-    def session(t: int) -> None:
+    def __init__(self, count: int, per_thread: int) -> None:
+        self.per_thread = per_thread
+        self.barrier = threading.Barrier(count + 1, timeout=60)
+        self.outcomes: list[str] = []
+        self.failures: list[BaseException] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.session, args=(t,)) for t in range(count)]
+        for t in self.threads:
+            t.start()
+
+    def session(self, t: int) -> None:
         try:
             store = Store()  # each session opens (and maybe migrates) the file itself
-            barrier.wait()
-            for i in range(per_thread):
+            self.barrier.wait()
+            for i in range(self.per_thread):
                 store.add_dataset(ds(f"thread{t}-{i}"))
                 try:
                     store.add_dataset(ds("shared"))
                     result = "ok"
                 except NameTakenError as err:
                     result = str(err)
-                with lock:
-                    outcomes.append(result)
-        except BaseException as err:  # surfaced below
-            failures.append(err)
-            barrier.abort()  # do not leave the others waiting
+                with self.lock:
+                    self.outcomes.append(result)
+        except BaseException as err:  # surfaced by the test
+            self.failures.append(err)
+            self.barrier.abort()  # do not leave the others waiting
 
-    threads = [threading.Thread(target=session, args=(t,)) for t in range(threads_n)]
-    for t in threads:
-        t.start()
+    def release_and_join(self) -> None:
+        with contextlib.suppress(threading.BrokenBarrierError):  # a session failed; reported
+            self.barrier.wait()
+        for t in self.threads:
+            t.join()
+
+
+def _worker_process(tag: str, count: int) -> subprocess.Popen:
+    """A process running WORKER: it opens the store, says "ready" and waits for a line."""
+    return subprocess.Popen(
+        [sys.executable, "-c", WORKER, tag, str(count)],
+        cwd=REPO,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_concurrent_sessions_threads_and_processes(workdir):
+    threads_n, per_thread, procs_n, per_proc = 8, 15, 2, 25
+    procs = [_worker_process(f"proc{p}", per_proc) for p in range(procs_n)]
+    sessions = _ThreadSessions(threads_n, per_thread)
     for p in procs:  # every process has opened the store; now all go at once
         assert p.stdout.readline().strip() == "ready", p.stderr.read()
     for p in procs:
         p.stdin.write("go\n")
         p.stdin.flush()
-    with contextlib.suppress(threading.BrokenBarrierError):  # a session failed; reported below
-        barrier.wait()
-    for t in threads:
-        t.join()
+    sessions.release_and_join()
+    outcomes = sessions.outcomes
     for p in procs:
         out, err = p.communicate(timeout=60)
         assert p.returncode == 0, err
         outcomes.extend(json.loads(out))
-    assert not failures, failures[0]
+    assert not sessions.failures, sessions.failures[0]
 
     names = {d.name for d in Store().list_datasets()}
     expected = {f"thread{t}-{i}" for t in range(threads_n) for i in range(per_thread)}
