@@ -22,13 +22,16 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from llm_studio.config.settings import ConfigError
 from llm_studio.data.prompt_format import Conversation
 from llm_studio.env import setting_env
 from llm_studio.paths import prompts_dir
+
+if TYPE_CHECKING:  # openai is imported when the judge is called
+    from openai.types.chat import ChatCompletionMessageParam
 
 log = logging.getLogger("llm_studio")
 
@@ -326,10 +329,10 @@ def judge_scores(*, predictions, targets, prompts, prediction_cfg, **_) -> list[
 
 def _judge_messages(
     template: str, predictions: Any, targets: Any, prompts: Any, rows: int
-) -> list[list[dict[str, str]]]:
+) -> list[list[ChatCompletionMessageParam]]:
     """The chat request of each of the first `rows` rows: the template filled with its values."""
     context = _mt_bench_context() if _uses(template, "history", "category") else {}
-    messages = []
+    messages: list[list[ChatCompletionMessageParam]] = []
     for i in range(rows):
         category, history = context.get(prompts[i], ("general", "(none)"))
         values = {
@@ -361,7 +364,9 @@ def _log_plan(setup: _JudgeSetup, judged: int, total: int) -> None:
         )
 
 
-def _ask_judge(setup: _JudgeSetup, messages: list[list[dict[str, str]]]) -> list[_Outcome]:
+def _ask_judge(
+    setup: _JudgeSetup, messages: list[list[ChatCompletionMessageParam]]
+) -> list[_Outcome]:
     """One outcome per request, sent `setup.workers` at a time. Once the judge refuses the key,
     model or endpoint, the requests not sent yet are skipped: they would fail alike."""
     import openai
