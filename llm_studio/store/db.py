@@ -39,7 +39,6 @@ from llm_studio.store.connection import connect, enable_wal, write_transaction
 from llm_studio.store.errors import (
     DatasetInUseError,
     InvalidNameError,
-    NameTakenError,
     NotFoundError,
     StoreError,
 )
@@ -52,28 +51,6 @@ from llm_studio.store.tables import (
     plain_value,
     unique_ids,
 )
-
-# The errors and records are the store's vocabulary: importable from here as before.
-__all__ = [
-    "MIGRATIONS",
-    "SCHEMA_VERSION",
-    "DatasetInUseError",
-    "DatasetRecord",
-    "ExperimentRecord",
-    "InvalidNameError",
-    "NameTakenError",
-    "NotFoundError",
-    "Store",
-    "StoreError",
-    "check_name",
-    "dataset_dir",
-    "datasets_root",
-    "db_path",
-    "downloads_dir",
-    "experiment_dir",
-    "experiments_root",
-    "resolve",
-]
 
 # --- names and folders ------------------------------------------------------------------------
 

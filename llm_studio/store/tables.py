@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any, Generic, TypeVar
 
@@ -159,7 +160,7 @@ def plain_value(column: str, value: Any) -> Any:
     return value
 
 
-def unique_ids(ids: int | list[int] | Any) -> list[int]:
+def unique_ids(ids: int | Iterable[int]) -> list[int]:
     """`ids` (one id or any iterable of them) as a list without repeats, in their order."""
     if isinstance(ids, int):
         ids = [ids]
