@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Iterator
 
 from llm_studio.config.settings import ConfigError, coerce, field_types, spec_of
 
@@ -40,22 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     interactive = sys.stdin.isatty()
     if interactive:
         print(HELP)
-    while True:
-        if interactive:
-            try:
-                line = input("You: ")
-            except (EOFError, KeyboardInterrupt):
-                print()
-                return 0
-        else:
-            line = sys.stdin.readline()
-            if not line:
-                return 0
-        line = line.strip()
-        if not line:
-            continue
-        if interactive and line.lower() in ("exit", "quit"):
-            return 0
+    for line in _questions(interactive):
         if line.startswith("--"):
             try:
                 message = set_parameter(chat.prediction, line)
@@ -65,3 +51,25 @@ def main(argv: list[str] | None = None) -> int:
             continue
         answer = chat.ask(line)
         print(f"Bot: {answer}" if interactive else answer, flush=True)
+    return 0
+
+
+def _questions(interactive: bool) -> Iterator[str]:
+    """The lines the user types (after a "You: " prompt) or pipes in, stripped and non-empty,
+    until the input ends or, typed, 'exit' or 'quit'."""
+    while True:
+        if interactive:
+            try:
+                line = input("You: ")
+            except (EOFError, KeyboardInterrupt):
+                print()
+                return
+        else:
+            line = sys.stdin.readline()
+            if not line:
+                return
+        line = line.strip()
+        if interactive and line.lower() in ("exit", "quit"):
+            return
+        if line:
+            yield line

@@ -44,27 +44,13 @@ def running_app(workdir: Path, extra_env: dict | None = None):
     launcher, _ = start_launcher(
         workdir, port, extra_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    log = workdir / "launcher.log"
     try:
-        # waved and the app print to the same pipe: read until the launcher says it is up.
-        seen = []
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            line = launcher.stdout.readline()
-            if not line:
-                break
-            seen.append(line)
-            if "LLM Studio is at" in line:
-                break
-        else:
-            raise RuntimeError("the app did not start in time:\n" + "".join(seen[-30:]))
-        if not seen or "LLM Studio is at" not in seen[-1]:
-            raise RuntimeError("the app did not start:\n" + "".join(seen[-30:]))
+        _wait_until_up(launcher)
         # Keep draining the pipe so the servers never block on a full one.
         import threading
 
         def drain():
-            with open(log, "a") as fh:
+            with open(workdir / "launcher.log", "a") as fh:
                 for rest in launcher.stdout:
                     fh.write(rest)
                     fh.flush()  # tests read the log while the app runs
@@ -72,18 +58,42 @@ def running_app(workdir: Path, extra_env: dict | None = None):
         threading.Thread(target=drain, daemon=True).start()
         yield f"http://127.0.0.1:{port}/"
     finally:
-        pids = workdir / "data" / "llmstudio.pids"
-        known = json.loads(pids.read_text()) if pids.is_file() else {}
-        launcher.send_signal(signal.SIGINT)
-        try:
-            launcher.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            launcher.kill()
-        for name in ("app", "waved"):
-            pid = (known.get(name) or {}).get("pid")
-            if pid:
-                with suppress(ProcessLookupError, PermissionError):
-                    os.killpg(pid, signal.SIGKILL)
+        _stop_app(launcher, workdir)
+
+
+def _wait_until_up(launcher: subprocess.Popen) -> None:
+    """Read the launcher's output until it says the app is up; RuntimeError with its last
+    lines if it ends first or takes over 90 s."""
+    # waved and the app print to the same pipe: read until the launcher says it is up.
+    seen = []
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        line = launcher.stdout.readline()
+        if not line:
+            break
+        seen.append(line)
+        if "LLM Studio is at" in line:
+            break
+    else:
+        raise RuntimeError("the app did not start in time:\n" + "".join(seen[-30:]))
+    if not seen or "LLM Studio is at" not in seen[-1]:
+        raise RuntimeError("the app did not start:\n" + "".join(seen[-30:]))
+
+
+def _stop_app(launcher: subprocess.Popen, workdir: Path) -> None:
+    """Stop the launcher, then the app and waved by the PIDs it wrote down."""
+    pids = workdir / "data" / "llmstudio.pids"
+    known = json.loads(pids.read_text()) if pids.is_file() else {}
+    launcher.send_signal(signal.SIGINT)
+    try:
+        launcher.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        launcher.kill()
+    for name in ("app", "waved"):
+        pid = (known.get(name) or {}).get("pid")
+        if pid:
+            with suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
 
 
 @contextmanager

@@ -29,6 +29,69 @@ SECRET_NAME = "OPENAI_API_KEY"
 SECRET = "sk-runner-test-5f1c9a7e"
 
 
+class Lab:
+    """A store holding one small dataset, and a maker of experiments of it and of runners."""
+
+    def __init__(self, store: Store, dataset_id: int, csv: Path, model_dir: Path):
+        self.store = store
+        self.dataset_id = dataset_id
+        self.csv = csv
+        self.model_dir = model_dir
+        self.runners: list[Runner] = []
+
+    def experiment(
+        self,
+        name: str,
+        epochs: int = 1,
+        environment: dict | None = None,
+        metric: str = "BLEU",
+    ) -> ExperimentRecord:
+        """`environment` changes the runnable defaults; number_of_workers None drops the
+        key, so the declared default applies."""
+        folder = experiment_dir(name)
+        folder.mkdir(parents=True)
+        cfg = tiny_config(
+            self.model_dir,
+            self.csv,
+            folder,
+            training={"epochs": epochs, "evaluation_epochs": 1.0},
+            prediction={"max_length_inference": 1, "metric": metric},
+            environment=environment or {},
+        )
+        if cfg["environment"].get("number_of_workers", 0) is None:
+            del cfg["environment"]["number_of_workers"]
+        write_yaml(folder / "cfg.yaml", cfg)
+        return self.store.add_experiment(
+            ExperimentRecord(
+                name=name,
+                dataset_id=self.dataset_id,
+                path=str(folder),
+                problem_type="text_causal_language_modeling",
+                config_file=str(folder / "cfg.yaml"),
+            )
+        )
+
+    def runner(self, cls: type[Runner] = Runner, **kwargs) -> Runner:
+        runner = cls(self.store, **kwargs)
+        self.runners.append(runner)
+        return runner
+
+    def get(self, record: ExperimentRecord) -> ExperimentRecord:
+        return self.store.get_experiment(record.id)
+
+    def kill_leftovers(self) -> None:
+        """Never leave a training process behind, whatever a test did."""
+        for record in self.store.list_experiments():
+            if not (record.pid and process_alive(record.pid, record.process_start_time)):
+                continue  # not running, or the pid is reused by a stranger
+            # torchrun's ranks have sessions of their own: the leader's descendants, too.
+            for process in run_processes(record.pid):
+                if process.pid == os.getpid():
+                    continue
+                with contextlib.suppress(psutil.Error):
+                    process.kill()
+
+
 @pytest.fixture
 def lab(tmp_path, monkeypatch, tiny_model_dir):
     """A workdir with a store, a small dataset, and a maker of experiments."""
@@ -46,63 +109,9 @@ def lab(tmp_path, monkeypatch, tiny_model_dir):
             train_dataframe=str(csv),
         )
     )
-
-    class Lab:
-        def __init__(self):
-            self.store = store
-            self.runners: list[Runner] = []
-
-        def experiment(
-            self,
-            name: str,
-            epochs: int = 1,
-            environment: dict | None = None,
-            metric: str = "BLEU",
-        ) -> ExperimentRecord:
-            """`environment` changes the runnable defaults; number_of_workers None drops the
-            key, so the declared default applies."""
-            folder = experiment_dir(name)
-            folder.mkdir(parents=True)
-            cfg = tiny_config(
-                tiny_model_dir,
-                csv,
-                folder,
-                training={"epochs": epochs, "evaluation_epochs": 1.0},
-                prediction={"max_length_inference": 1, "metric": metric},
-                environment=environment or {},
-            )
-            if cfg["environment"].get("number_of_workers", 0) is None:
-                del cfg["environment"]["number_of_workers"]
-            write_yaml(folder / "cfg.yaml", cfg)
-            return store.add_experiment(
-                ExperimentRecord(
-                    name=name,
-                    dataset_id=dataset.id,
-                    path=str(folder),
-                    problem_type="text_causal_language_modeling",
-                    config_file=str(folder / "cfg.yaml"),
-                )
-            )
-
-        def runner(self, cls: type[Runner] = Runner, **kwargs) -> Runner:
-            runner = cls(store, **kwargs)
-            self.runners.append(runner)
-            return runner
-
-        def get(self, record: ExperimentRecord) -> ExperimentRecord:
-            return store.get_experiment(record.id)
-
-    lab = Lab()
+    lab = Lab(store, dataset.id, csv, tiny_model_dir)
     yield lab
-    # Never leave a training process behind, whatever a test did.
-    for record in store.list_experiments():
-        if record.pid and process_alive(record.pid, record.process_start_time):  # ours, not reused
-            # torchrun's ranks have sessions of their own: the leader's descendants, too.
-            for process in run_processes(record.pid):
-                if process.pid == os.getpid():
-                    continue
-                with contextlib.suppress(psutil.Error):
-                    process.kill()
+    lab.kill_leftovers()
 
 
 def group(pgid: int) -> list[psutil.Process]:

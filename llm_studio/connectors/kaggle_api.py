@@ -68,35 +68,10 @@ def parse_kaggle_command(command: str) -> KaggleCommand:
     """Validate a pasted Kaggle command; anything but the two download forms is refused."""
     if not isinstance(command, str) or not command.strip():
         raise ConnectorError(f"Kaggle: the API command is required; {USAGE}")
-    text = command.strip()
-    if not _ALLOWED.match(text):
-        bad = sorted({c for c in text if not _ALLOWED.match(c)})
-        shown = ", ".join(repr(c) for c in bad)
-        raise ConnectorError(
-            f"Kaggle: the command holds characters it does not need ({shown}); "
-            f"shell syntax is not accepted; {USAGE}"
-        )
-    tokens = text.split()
-    if tokens[0] != "kaggle":
-        raise ConnectorError(f"Kaggle: the command must start with `kaggle`; {USAGE}")
-    if len(tokens) < 3 or tokens[1] not in ("datasets", "competitions") or tokens[2] != "download":
-        shown = " ".join(tokens[1:3])
-        raise ConnectorError(f"Kaggle: `kaggle {shown}` is not supported; {USAGE}")
-    kind = tokens[1]
+    tokens = _tokens(command.strip())
+    kind = _download_kind(tokens)
     ref_flag = "-d" if kind == "datasets" else "-c"
-    options: dict[str, str] = {}
-    rest = tokens[3:]
-    i = 0
-    while i < len(rest):
-        option = rest[i]
-        if option not in (ref_flag, "-f"):
-            raise ConnectorError(f"Kaggle: option {option!r} is not supported; {USAGE}")
-        if option in options:
-            raise ConnectorError(f"Kaggle: option {option} is given twice")
-        if i + 1 >= len(rest) or rest[i + 1].startswith("-"):
-            raise ConnectorError(f"Kaggle: option {option} needs a value")
-        options[option] = rest[i + 1]
-        i += 2
+    options = _options(tokens[3:], ref_flag)
     if ref_flag not in options:
         raise ConnectorError(f"Kaggle: `{ref_flag}` is missing; {USAGE}")
     ref = options[ref_flag]
@@ -106,14 +81,55 @@ def parse_kaggle_command(command: str) -> KaggleCommand:
         raise ConnectorError(f"Kaggle: {ref!r} is not {what}")
     file = options.get("-f")
     if file is not None:
-        parts = file.split("/")
-        if not _FILE_RE.match(file) or any(p in ("", ".", "..") for p in parts):
-            raise ConnectorError(f"Kaggle: {file!r} is not a valid file name")
-        if Path(file).suffix.lower() not in IMPORT_SUFFIXES:
-            raise ConnectorError(
-                f"Kaggle: {file!r} is not a supported file; use {', '.join(IMPORT_SUFFIXES)}"
-            )
+        _check_file(file)
     return KaggleCommand(kind, ref, file)
+
+
+def _tokens(text: str) -> list[str]:
+    """The command's words, once it is known to hold no shell syntax."""
+    if not _ALLOWED.match(text):
+        bad = sorted({c for c in text if not _ALLOWED.match(c)})
+        shown = ", ".join(repr(c) for c in bad)
+        raise ConnectorError(
+            f"Kaggle: the command holds characters it does not need ({shown}); "
+            f"shell syntax is not accepted; {USAGE}"
+        )
+    return text.split()
+
+
+def _download_kind(tokens: list[str]) -> str:
+    """The `<kind>` of `kaggle <kind> download ...`: "datasets" or "competitions"."""
+    if tokens[0] != "kaggle":
+        raise ConnectorError(f"Kaggle: the command must start with `kaggle`; {USAGE}")
+    if len(tokens) < 3 or tokens[1] not in ("datasets", "competitions") or tokens[2] != "download":
+        shown = " ".join(tokens[1:3])
+        raise ConnectorError(f"Kaggle: `kaggle {shown}` is not supported; {USAGE}")
+    return tokens[1]
+
+
+def _options(rest: list[str], ref_flag: str) -> dict[str, str]:
+    """`ref_flag` and `-f`, each at most once and with a value; no other option."""
+    options: dict[str, str] = {}
+    for i in range(0, len(rest), 2):
+        option = rest[i]
+        if option not in (ref_flag, "-f"):
+            raise ConnectorError(f"Kaggle: option {option!r} is not supported; {USAGE}")
+        if option in options:
+            raise ConnectorError(f"Kaggle: option {option} is given twice")
+        if i + 1 >= len(rest) or rest[i + 1].startswith("-"):
+            raise ConnectorError(f"Kaggle: option {option} needs a value")
+        options[option] = rest[i + 1]
+    return options
+
+
+def _check_file(file: str) -> None:
+    parts = file.split("/")
+    if not _FILE_RE.match(file) or any(p in ("", ".", "..") for p in parts):
+        raise ConnectorError(f"Kaggle: {file!r} is not a valid file name")
+    if Path(file).suffix.lower() not in IMPORT_SUFFIXES:
+        raise ConnectorError(
+            f"Kaggle: {file!r} is not a supported file; use {', '.join(IMPORT_SUFFIXES)}"
+        )
 
 
 class KaggleConnector(Connector):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,87 @@ def parse_location(bucket: str, key: str) -> tuple[str, str]:
     return name, full
 
 
+@dataclass(frozen=True)
+class _ObjectRequest:
+    """One object to fetch, with the checked connection params."""
+
+    bucket: str
+    key: str
+    file_name: str  # what the download is saved as
+    access_key: str  # empty (with the secret): unsigned, for public buckets
+    secret_key: str
+    endpoint: str | None
+    region: str
+
+    @property
+    def where(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def _object_request(params: Mapping[str, Any]) -> _ObjectRequest:
+    """The connector's params, checked; raises ConnectorError naming the one that is wrong."""
+    bucket, key = parse_location(
+        text_param(params, "bucket", "S3: the bucket name"),
+        text_param(params, "key", "S3: the file name"),
+    )
+    file_name = safe_file_name(key, f"S3 s3://{bucket}/{key}")
+    access_key = text_param(params, "access_key", "S3: the access key", required=False)
+    secret_key = params.get("secret_key") or ""
+    if not isinstance(secret_key, str):
+        raise ConnectorError("S3: the access secret must be text")
+    if bool(access_key) != bool(secret_key):
+        raise ConnectorError(
+            "S3: give both the access key and the access secret, or neither for anonymous "
+            "access to a public bucket"
+        )
+    endpoint = (
+        text_param(params, "endpoint_url", "S3: the endpoint URL", required=False)
+        or os.environ.get("AWS_ENDPOINT_URL", "").strip()
+        or None
+    )
+    if endpoint and not re.match(r"^https?://", endpoint):
+        raise ConnectorError(f"S3: endpoint {endpoint!r} must start with http:// or https://")
+    region = (
+        text_param(params, "region", "S3: the region", required=False)
+        or os.environ.get("AWS_DEFAULT_REGION")
+        or "us-east-1"
+    )
+    return _ObjectRequest(bucket, key, file_name, access_key, secret_key, endpoint, region)
+
+
+def _get_object(request: _ObjectRequest) -> dict[str, Any]:
+    """boto3's `get_object` response (the body not read yet); ConnectorError saying why not."""
+    import boto3
+    from botocore import UNSIGNED
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    options: dict[str, Any] = {
+        "connect_timeout": 15,
+        "read_timeout": 60,
+        "retries": {"max_attempts": 3, "mode": "standard"},
+    }
+    if request.endpoint:
+        options["s3"] = {"addressing_style": "path"}  # stores other than AWS
+    if not request.access_key:
+        options["signature_version"] = UNSIGNED
+    try:
+        # A session of its own: no profile, environment or file credentials are mixed in.
+        session = boto3.session.Session(
+            aws_access_key_id=request.access_key or None,
+            aws_secret_access_key=request.secret_key or None,
+            region_name=request.region,
+        )
+        client = session.client("s3", endpoint_url=request.endpoint, config=Config(**options))
+        return client.get_object(Bucket=request.bucket, Key=request.key)
+    except ClientError as exc:
+        raise ConnectorError(_client_error(exc, request.where, bool(request.access_key))) from None
+    except BotoCoreError as exc:
+        raise ConnectorError(
+            f"S3 {request.where}: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
+
+
 class S3Connector(Connector):
     """params: `bucket`, `key` (file name), `access_key`, `secret_key` (both empty:
     anonymous), optional `endpoint_url` and `region`."""
@@ -63,61 +145,11 @@ class S3Connector(Connector):
     )
 
     def fetch(self, params: Mapping[str, Any], staging_dir: Path) -> list[Path]:
-        import boto3
-        from botocore import UNSIGNED
-        from botocore.config import Config
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import BotoCoreError
 
-        bucket, key = parse_location(
-            text_param(params, "bucket", "S3: the bucket name"),
-            text_param(params, "key", "S3: the file name"),
-        )
-        where = f"s3://{bucket}/{key}"
-        file_name = safe_file_name(key, f"S3 {where}")
-        access_key = text_param(params, "access_key", "S3: the access key", required=False)
-        secret_key = params.get("secret_key") or ""
-        if not isinstance(secret_key, str):
-            raise ConnectorError("S3: the access secret must be text")
-        if bool(access_key) != bool(secret_key):
-            raise ConnectorError(
-                "S3: give both the access key and the access secret, or neither for anonymous "
-                "access to a public bucket"
-            )
-        endpoint = (
-            text_param(params, "endpoint_url", "S3: the endpoint URL", required=False)
-            or os.environ.get("AWS_ENDPOINT_URL", "").strip()
-            or None
-        )
-        if endpoint and not re.match(r"^https?://", endpoint):
-            raise ConnectorError(f"S3: endpoint {endpoint!r} must start with http:// or https://")
-        region = (
-            text_param(params, "region", "S3: the region", required=False)
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1"
-        )
-        options: dict[str, Any] = {
-            "connect_timeout": 15,
-            "read_timeout": 60,
-            "retries": {"max_attempts": 3, "mode": "standard"},
-        }
-        if endpoint:
-            options["s3"] = {"addressing_style": "path"}  # stores other than AWS
-        if not access_key:
-            options["signature_version"] = UNSIGNED
-        try:
-            # A session of its own: no profile, environment or file credentials are mixed in.
-            session = boto3.session.Session(
-                aws_access_key_id=access_key or None,
-                aws_secret_access_key=secret_key or None,
-                region_name=region,
-            )
-            client = session.client("s3", endpoint_url=endpoint, config=Config(**options))
-            response = client.get_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            raise ConnectorError(_client_error(exc, where, bool(access_key))) from None
-        except BotoCoreError as exc:
-            raise ConnectorError(f"S3 {where}: {type(exc).__name__}: {_first_line(exc)}") from None
-
+        request = _object_request(params)
+        response = _get_object(request)
+        where = request.where
         size = response.get("ContentLength")
         budget = self._budget()
         if size is not None and size > budget.max_bytes:
@@ -129,7 +161,9 @@ class S3Connector(Connector):
         staging_dir.mkdir(parents=True, exist_ok=True)
         body = response["Body"]
         try:
-            dest = write_stream(body, unique_path(staging_dir, file_name), budget, f"S3 {where}")
+            dest = write_stream(
+                body, unique_path(staging_dir, request.file_name), budget, f"S3 {where}"
+            )
         except (BotoCoreError, OSError) as exc:
             raise ConnectorError(f"S3 {where}: download failed: {_first_line(exc)}") from None
         finally:

@@ -16,9 +16,13 @@ import logging
 import os
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from llm_studio.export.package import ExportError, Progress, model_entries, require_checkpoint
 from llm_studio.names import name_problem
+
+if TYPE_CHECKING:  # imported when publishing: the UI starts without it
+    from huggingface_hub import HfApi
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +75,10 @@ def push_to_hub(
     token = (token or "").strip()
     if not token:
         raise HubError("a Hugging Face token with write access is needed (HF_TOKEN or -t)")
-    repo_name, account = (repo_name or "").strip(), (account or "").strip()
-    if "/" in repo_name and not account:
-        account, repo_name = (part.strip() for part in repo_name.split("/", 1))
-    name = check_name(repo_name, "model name")
-    account = check_name(account, "account name") if account else None
+    name, account = _repo_names(repo_name, account)
     require_checkpoint(folder)  # say "no model" before talking to the Hub
 
-    from huggingface_hub import CommitOperationAdd, HfApi, constants
+    from huggingface_hub import HfApi, constants
 
     endpoint = hub_endpoint()
     if constants.is_offline_mode():
@@ -91,24 +91,7 @@ def push_to_hub(
             account = api.whoami()["name"]
         repo_id = f"{account}/{name}"
         log.info("Publishing %s to %s/%s", folder, endpoint, repo_id)
-        entries = model_entries(folder, model_name=repo_id)
-        operations = [
-            CommitOperationAdd(
-                path_in_repo=rel, path_or_fileobj=src if isinstance(src, bytes) else str(src)
-            )
-            for src, rel in entries
-        ]
-        api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-        report(0.05)
-        # Large files (weights) go to the Hub's storage one by one, so progress means something;
-        # the commit then names them and carries the small files.
-        total = sum(op.upload_info.size for op in operations) or 1
-        done = 0
-        for op in operations:
-            api.preupload_lfs_files(repo_id, additions=[op], free_memory=False)
-            done += op.upload_info.size
-            report(0.05 + 0.9 * done / total)
-        api.create_commit(repo_id, operations=operations, commit_message=COMMIT_MESSAGE)
+        _commit_model(api, folder, repo_id, private, report)
     except ExportError:
         raise
     except Exception as exc:  # the Hub client's many error types; reported as one line
@@ -117,6 +100,41 @@ def push_to_hub(
     url = f"{endpoint}/{repo_id}"
     log.info("Published %s", url)
     return url
+
+
+def _repo_names(repo_name: str, account: str | None) -> tuple[str, str | None]:
+    """(model name, account or None for the token's own user), each checked; "owner/name"
+    in `repo_name` gives the account when `account` is empty."""
+    repo_name, account = (repo_name or "").strip(), (account or "").strip()
+    if "/" in repo_name and not account:
+        account, repo_name = (part.strip() for part in repo_name.split("/", 1))
+    name = check_name(repo_name, "model name")
+    return name, (check_name(account, "account name") if account else None)
+
+
+def _commit_model(api: HfApi, folder: Path, repo_id: str, private: bool, report: Progress) -> None:
+    """Create the repo if needed and commit the model zip's entries to it, reporting progress
+    from 0.05 to 0.95 as the large files go up."""
+    from huggingface_hub import CommitOperationAdd
+
+    entries = model_entries(folder, model_name=repo_id)
+    operations = [
+        CommitOperationAdd(
+            path_in_repo=rel, path_or_fileobj=src if isinstance(src, bytes) else str(src)
+        )
+        for src, rel in entries
+    ]
+    api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+    report(0.05)
+    # Large files (weights) go to the Hub's storage one by one, so progress means something;
+    # the commit then names them and carries the small files.
+    total = sum(op.upload_info.size for op in operations) or 1
+    done = 0
+    for op in operations:
+        api.preupload_lfs_files(repo_id, additions=[op], free_memory=False)
+        done += op.upload_info.size
+        report(0.05 + 0.9 * done / total)
+    api.create_commit(repo_id, operations=operations, commit_message=COMMIT_MESSAGE)
 
 
 def _describe(exc: Exception, token: str, endpoint: str, account: str | None) -> str:

@@ -22,7 +22,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlsplit, urlunsplit
 
 from llm_studio.config.sections import PredictionSection
@@ -30,6 +30,9 @@ from llm_studio.config.settings import ConfigError
 from llm_studio.data.prompt_format import Conversation
 from llm_studio.env import setting_env
 from llm_studio.paths import prompts_dir
+
+if TYPE_CHECKING:  # openai is imported when the judge is called
+    from openai.types.chat import ChatCompletionMessageParam
 
 log = logging.getLogger("llm_studio")
 
@@ -270,6 +273,37 @@ class _Outcome:
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class _JudgeSetup:
+    """Whom to ask and how: the prediction settings and the environment, read and checked."""
+
+    template_name: str
+    template: str
+    model: str
+    max_rows: int  # 0: all
+    workers: int
+    retries: int
+    timeout: float
+    key: str
+    base: str
+
+    @classmethod
+    def read(cls, prediction_cfg: Any) -> _JudgeSetup:
+        """Raises ConfigError for a missing template or a bad environment value."""
+        template_name = prediction_cfg.metric_gpt_template
+        return cls(
+            template_name=template_name,
+            template=load_template(template_name),
+            model=prediction_cfg.metric_gpt_model,
+            max_rows=max_rows(),
+            workers=_int_env(ENV_WORKERS, DEFAULT_WORKERS, 1),
+            retries=_int_env(ENV_RETRIES, DEFAULT_RETRIES, 0),
+            timeout=_timeout(),
+            key=os.environ[ENV_API_KEY].strip(),
+            base=os.environ[ENV_API_BASE].strip(),
+        )
+
+
 def judge_scores(
     *, predictions, targets, prompts, prediction_cfg: PredictionSection, **_
 ) -> list[float]:
@@ -286,21 +320,23 @@ def judge_scores(
             f"judge_scores: {len(predictions)} predictions, {len(targets)} targets and "
             f"{len(prompts)} prompts; expected one of each per row"
         )
-    template_name = prediction_cfg.metric_gpt_template
-    template = load_template(template_name)
-    model = prediction_cfg.metric_gpt_model
-    cap = max_rows()
-    workers = _int_env(ENV_WORKERS, DEFAULT_WORKERS, 1)
-    retries = _int_env(ENV_RETRIES, DEFAULT_RETRIES, 0)
-    timeout = _timeout()
-    key = os.environ[ENV_API_KEY].strip()
-    base = os.environ[ENV_API_BASE].strip()
-
+    setup = _JudgeSetup.read(prediction_cfg)
     total = len(predictions)
-    judged = total if cap == 0 else min(cap, total)
+    judged = total if setup.max_rows == 0 else min(setup.max_rows, total)
+    messages = _judge_messages(setup.template, predictions, targets, prompts, judged)
+    _log_plan(setup, judged, total)
+    outcomes = _ask_judge(setup, messages)
+    _log_outcomes(outcomes, setup.key)
+    return [o.score for o in outcomes] + [math.nan] * (total - judged)
+
+
+def _judge_messages(
+    template: str, predictions: Any, targets: Any, prompts: Any, rows: int
+) -> list[list[ChatCompletionMessageParam]]:
+    """The chat request of each of the first `rows` rows: the template filled with its values."""
     context = _mt_bench_context() if _uses(template, "history", "category") else {}
-    messages = []
-    for i in range(judged):
+    messages: list[list[ChatCompletionMessageParam]] = []
+    for i in range(rows):
         category, history = context.get(prompts[i], ("general", "(none)"))
         values = {
             "question": prompts[i],
@@ -310,37 +346,48 @@ def judge_scores(
             "category": category,
         }
         messages.append([{"role": "user", "content": fill_template(template, values)}])
+    return messages
 
+
+def _log_plan(setup: _JudgeSetup, judged: int, total: int) -> None:
     log.info(
         "metric GPT: judging %d of %d validation rows with %r at %s (template %r)",
         judged,
         total,
-        model,
-        _public_url(base),
-        template_name,
+        setup.model,
+        _public_url(setup.base),
+        setup.template_name,
     )
     if judged < total:
         log.info(
             "metric GPT: the other %d rows score NaN and are left out of the mean (%s=%d)",
             total - judged,
             ENV_MAX_ROWS,
-            cap,
+            setup.max_rows,
         )
 
+
+def _ask_judge(
+    setup: _JudgeSetup, messages: list[list[ChatCompletionMessageParam]]
+) -> list[_Outcome]:
+    """One outcome per request, sent `setup.workers` at a time. Once the judge refuses the key,
+    model or endpoint, the requests not sent yet are skipped: they would fail alike."""
     import openai
 
     fatal = threading.Event()
     # The client retries connection errors, timeouts, 408, 409, 429 and 5xx itself, with
     # exponential backoff and the server's Retry-After honoured.
-    client = openai.OpenAI(api_key=key, base_url=base, max_retries=retries, timeout=timeout)
+    client = openai.OpenAI(
+        api_key=setup.key, base_url=setup.base, max_retries=setup.retries, timeout=setup.timeout
+    )
 
     def judge_one(row: int) -> _Outcome:
         if fatal.is_set():
             return _Outcome(error="skipped after an earlier error that retrying cannot fix")
         try:
             raw = client.chat.completions.with_raw_response.create(
-                model=model,
-                messages=messages[row],  # type: ignore[arg-type]  # plain role/content dicts
+                model=setup.model,
+                messages=messages[row],
                 temperature=0.0,
             )
         except openai.APIStatusError as err:
@@ -358,11 +405,14 @@ def judge_scores(
         return _Outcome(score=parse_score(answer), answer=answer)
 
     try:
-        with ThreadPoolExecutor(max_workers=min(workers, max(judged, 1))) as pool:
-            outcomes = list(pool.map(judge_one, range(judged)))
+        with ThreadPoolExecutor(max_workers=min(setup.workers, max(len(messages), 1))) as pool:
+            return list(pool.map(judge_one, range(len(messages))))
     finally:
         client.close()
 
+
+def _log_outcomes(outcomes: list[_Outcome], key: str) -> None:
+    """Why each unscored row has no score, then the mean over the scored ones."""
     failed = unparsable = 0
     for row, outcome in enumerate(outcomes):
         if outcome.error is not None:
@@ -375,8 +425,7 @@ def judge_scores(
                 row,
                 _scrub(_shorten(outcome.answer or ""), key),
             )
-    scores = [o.score for o in outcomes] + [math.nan] * (total - judged)
-    valid = [s for s in scores if not math.isnan(s)]
+    valid = [o.score for o in outcomes if not math.isnan(o.score)]
     if valid:
         log.info(
             "metric GPT: %d rows scored, mean %.4f (%d unparsable, %d failed)",
@@ -391,7 +440,6 @@ def judge_scores(
             unparsable,
             failed,
         )
-    return scores
 
 
 def _shorten(text: str, limit: int = 300) -> str:

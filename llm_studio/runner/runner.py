@@ -20,6 +20,11 @@ Design:
 - `reattach()` after a restart of the app re-adopts live processes from the store and marks
   dead ones failed.
 
+The pieces live beside it: `launch.py` (command line, environment, the child process),
+`runs.py` (a queued run, a watched run and its stop/kill, finding an experiment's live
+process), `run_inputs.py` (config file, its GPUs, the extra environment), `processes.py`
+(process identity and groups).
+
 No torch or transformers import here: the UI process imports this module.
 """
 
@@ -30,21 +35,25 @@ import logging
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-
-import yaml
 
 from llm_studio import paths
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.experiments.status import ACTIVE, TERMINAL, RunState, process_alive
 from llm_studio.runner import processes
-from llm_studio.runner.run_env import training_environment
+from llm_studio.runner.errors import RunnerError
+from llm_studio.runner.launch import (
+    PROCESS_LOG,
+    child_environment,
+    start_training_process,
+    training_command,
+)
+from llm_studio.runner.run_inputs import check_env, config_file_of, config_gpus
+from llm_studio.runner.runs import QueuedRun, WatchedRun, live_process
 from llm_studio.store.db import (
     ExperimentRecord,
     NotFoundError,
@@ -56,60 +65,9 @@ from llm_studio.store.db import (
 log = logging.getLogger("llm_studio")
 
 DIED = "the training process died (killed or crashed)"
-PROCESS_LOG = "process.log"
 # A stopped run finishes its step, saves its resume state (and checkpoint) and exits within
 # this; then SIGKILL ends what is left, so a stop reads "stopped" within 10 s either way.
 DEFAULT_STOP_GRACE_S = 8.0
-
-
-class RunnerError(Exception):
-    """Anything the runner refuses; the message is meant to be shown to the user as is."""
-
-
-@dataclass
-class _Waiting:
-    """An experiment in the queue. `env` holds its secrets, in memory only."""
-
-    experiment_id: int
-    gpus: tuple[str, ...]
-    env: dict[str, str]
-    resume: bool = False
-
-    @property
-    def resources(self) -> frozenset[str]:
-        return _resources(self.gpus)
-
-
-@dataclass
-class _Running:
-    """A training process we watch: started by us (`popen`) or re-attached after a restart."""
-
-    experiment_id: int
-    folder: ExperimentFolder
-    pid: int  # the group leader; its pid is the process group id
-    start_time: float | None
-    gpus: tuple[str, ...]
-    popen: subprocess.Popen | None = None
-    stop_requested: bool = False
-    kill_at: float | None = None  # time.monotonic() after which the group gets SIGKILL
-    killer: threading.Thread | None = field(default=None, repr=False)
-    procs: processes.RunProcesses = field(init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.procs = processes.RunProcesses(self.pid, self.start_time)
-        self.procs.refresh()
-
-    @property
-    def resources(self) -> frozenset[str]:
-        return _resources(self.gpus)
-
-    def ended(self) -> bool:
-        if self.popen is not None:
-            return self.popen.poll() is not None
-        return not process_alive(self.pid, self.start_time)
-
-    def exit_info(self) -> str:
-        return processes.signal_name(self.popen.returncode) if self.popen is not None else ""
 
 
 class Runner:
@@ -129,8 +87,8 @@ class Runner:
         self.stop_grace_s = float(stop_grace_s)
         self._gpu_count = gpu_count
         self._lock = threading.RLock()
-        self._queue: list[_Waiting] = []
-        self._running: dict[int, _Running] = {}
+        self._queue: list[QueuedRun] = []
+        self._running: dict[int, WatchedRun] = {}
 
     # --- information -------------------------------------------------------------------------
 
@@ -158,19 +116,7 @@ class Runner:
 
     def command(self, config_file: str | os.PathLike[str], gpus: Sequence[str]) -> list[str]:
         """The command line of a run. It never holds a secret."""
-        train_py = str(self.repo_root / "train.py")
-        if gpus:
-            return [
-                self.python,
-                "-m",
-                "torch.distributed.run",  # what the `torchrun` script runs
-                "--standalone",  # one node, a free rendezvous port: runs on other GPUs coexist
-                f"--nproc_per_node={len(gpus)}",
-                train_py,
-                "-Y",
-                str(config_file),
-            ]
-        return [self.python, train_py, "-Y", str(config_file)]
+        return training_command(self.python, self.repo_root, config_file, gpus)
 
     def state(self, record: ExperimentRecord) -> str:
         """queued, running, finished, failed or stopped: status.json, checked against liveness.
@@ -180,9 +126,9 @@ class Runner:
         """
         status = ExperimentFolder(resolve(record.path)).read_status()
         with self._lock:
-            if record.id is not None and any(w.experiment_id == record.id for w in self._queue):
+            if self._is_queued(record.id):
                 return RunState.QUEUED
-            run = self._running.get(record.id) if record.id is not None else None
+            run = self._running.get(record.id)
             stop_requested = run is not None and run.stop_requested
         state = status.state if status is not None else (record.status or RunState.QUEUED)
         if state == RunState.RUNNING:
@@ -211,15 +157,15 @@ class Runner:
         (`run_env.secrets_used`). `resume` passes --resume to train.py.
         Returns "running" or "queued"; raises RunnerError if it cannot start at all.
         """
-        if record.id is None:
+        if not record.id:
             raise RunnerError(f"Experiment {record.name!r} has no id: add it to the store first.")
-        config_file = _config_file(record)
+        config_file = config_file_of(record)
         if not config_file.is_file():
             raise RunnerError(f"Experiment {record.name!r}: no config file at {config_file}.")
-        chosen = self._check_gpus(_config_gpus(config_file) if gpus is None else gpus)
-        waiting = _Waiting(record.id, chosen, _check_env(env), resume)
+        chosen = self._check_gpus(config_gpus(config_file) if gpus is None else gpus)
+        waiting = QueuedRun(record.id, chosen, check_env(env), resume)
         with self._lock:
-            if record.id in self._running or any(w.experiment_id == record.id for w in self._queue):
+            if record.id in self._running or self._is_queued(record.id):
                 raise RunnerError(f"Experiment {record.name!r} is already running or queued.")
             if self._can_start(waiting.resources, ahead=self._queue):
                 self._launch(record, waiting)
@@ -275,20 +221,18 @@ class Runner:
         Secrets are never written down, so queued experiments get `env` (the secrets the app
         holds now) when they start.
         """
-        env = _check_env(env)
+        env = check_env(env)
         with self._lock:
             requeue: list[tuple[float, int, ExperimentRecord]] = []
             for record in self.store.list_experiments():
-                if record.id in self._running or any(
-                    w.experiment_id == record.id for w in self._queue
-                ):
+                if record.id in self._running or self._is_queued(record.id):
                     continue
                 folder = ExperimentFolder(resolve(record.path))
                 status = folder.read_status()
                 file_state = status.state if status is not None else None
                 if record.status not in ACTIVE and file_state not in ACTIVE:
                     continue
-                live = _live_process(record, status)
+                live = live_process(record, status)
                 if live is not None:
                     self._adopt(record, folder, *live)
                 elif file_state == RunState.RUNNING or (
@@ -302,11 +246,11 @@ class Runner:
                     requeue.append((queued_at, record.id, record))
             for _, _, record in sorted(requeue, key=lambda item: item[:2]):
                 try:
-                    gpus = self._check_gpus(_config_gpus(_config_file(record)))
+                    gpus = self._check_gpus(config_gpus(config_file_of(record)))
                 except RunnerError as err:
                     self._mark(record.id, None, None, RunState.FAILED, str(err), record=record)
                     continue
-                self._queue.append(_Waiting(record.id, gpus, dict(env)))
+                self._queue.append(QueuedRun(record.id, gpus, dict(env)))
             self.start_queued()
 
     # --- stopping and deleting ---------------------------------------------------------------
@@ -331,7 +275,7 @@ class Runner:
                     raise NotFoundError(f"No experiment with id {experiment_id}.")
                 folder = ExperimentFolder(resolve(record.path))
                 status = folder.read_status()
-                live = _live_process(record, status)
+                live = live_process(record, status)
                 if live is None:
                     if (
                         status is not None and status.state == RunState.QUEUED
@@ -339,18 +283,7 @@ class Runner:
                         self._mark(experiment_id, folder, status, RunState.STOPPED, None)
                     return
                 run = self._adopt(record, folder, *live)
-            if run.stop_requested:
-                return
-            run.stop_requested = True
-            run.kill_at = time.monotonic() + self.stop_grace_s
-            run.procs.signal(signal.SIGTERM)
-            run.killer = threading.Thread(
-                target=self._kill_after_grace,
-                args=(run,),
-                name=f"llm-studio-stop-{experiment_id}",
-                daemon=True,
-            )
-            run.killer.start()
+            run.request_stop(self.stop_grace_s)
 
     def delete(self, experiment_ids: Iterable[int]) -> list[ExperimentRecord]:
         """Delete experiments: kill their processes (SIGKILL: the results are going away),
@@ -368,7 +301,7 @@ class Runner:
                     f"No experiment with id {', '.join(map(str, missing))}; nothing was deleted."
                 )
             self._queue = [w for w in self._queue if w.experiment_id not in ids]
-            for record in records:
+            for record in filter(None, records):  # every id was found (checked above)
                 self._kill_now(record)
             deleted = self.store.delete_experiments(ids)
             failures = []
@@ -414,15 +347,18 @@ class Runner:
             raise RunnerError(f"GPU id(s) {', '.join(unknown)} asked for, but {where}.")
         return chosen
 
+    def _is_queued(self, experiment_id: int) -> bool:
+        return any(w.experiment_id == experiment_id for w in self._queue)
+
     def _busy(self) -> set[str]:
         return {r for run in self._running.values() for r in run.resources}
 
-    def _can_start(self, resources: frozenset[str], ahead: Sequence[_Waiting]) -> bool:
+    def _can_start(self, resources: frozenset[str], ahead: Sequence[QueuedRun]) -> bool:
         if resources & self._busy():
             return False
         return not any(resources & w.resources for w in ahead)
 
-    def _enqueue(self, record: ExperimentRecord, waiting: _Waiting) -> None:
+    def _enqueue(self, record: ExperimentRecord, waiting: QueuedRun) -> None:
         folder = ExperimentFolder(resolve(record.path))
         folder.write_status(ExperimentStatus(state=RunState.QUEUED))
         self.store.update_experiment_fields(
@@ -430,35 +366,21 @@ class Runner:
         )
         self._queue.append(waiting)
 
-    def _launch(self, record: ExperimentRecord, waiting: _Waiting) -> _Running:
+    def _launch(self, record: ExperimentRecord, waiting: QueuedRun) -> WatchedRun:
         folder = ExperimentFolder(resolve(record.path))
         folder.path.mkdir(parents=True, exist_ok=True)
-        command = self.command(_config_file(record), waiting.gpus)
+        command = self.command(config_file_of(record), waiting.gpus)
         if waiting.resume:
             command.append("--resume")
-        # Only the secrets this run uses (Neptune, GPT metric, Hub backbone): see run_env.
-        child_env = training_environment(os.environ, waiting.env, _config_file(record))
-        child_env["PYTHONUNBUFFERED"] = "1"
-        # GPUs are handed out here; a CPU run must not touch (busy) GPUs at all.
-        child_env["CUDA_VISIBLE_DEVICES"] = ",".join(waiting.gpus)
+        env = child_environment(waiting.env, config_file_of(record), waiting.gpus)
         try:
-            with open(folder.path / PROCESS_LOG, "wb") as out:
-                popen = subprocess.Popen(
-                    command,
-                    cwd=self.repo_root,
-                    env=child_env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                    close_fds=True,
-                )
+            popen = start_training_process(command, self.repo_root, env, folder.path)
         except OSError as err:
             message = f"could not start the training process: {err}"
             self._mark(record.id, folder, None, RunState.FAILED, message, record=record)
             raise RunnerError(f"Experiment {record.name!r}: {message}.") from err
         start_time = processes.start_time_of(popen.pid)
-        run = _Running(record.id, folder, popen.pid, start_time, waiting.gpus, popen=popen)
+        run = WatchedRun(record.id, folder, popen.pid, start_time, waiting.gpus, popen=popen)
         self._running[record.id] = run
         # train.py overwrites this with its own pid once it runs (a worker's, under torchrun).
         folder.write_status(
@@ -477,13 +399,13 @@ class Runner:
 
     def _adopt(
         self, record: ExperimentRecord, folder: ExperimentFolder, pid: int, start_time: float
-    ) -> _Running:
+    ) -> WatchedRun:
         """Watch a live training process this runner did not start."""
         try:
-            gpus = tuple(str(g) for g in _config_gpus(_config_file(record)))
+            gpus = tuple(str(g) for g in config_gpus(config_file_of(record)))
         except RunnerError:
             gpus = ()
-        run = _Running(record.id, folder, pid, start_time, gpus)
+        run = WatchedRun(record.id, folder, pid, start_time, gpus)
         self._running[record.id] = run
         if record.status != RunState.RUNNING or record.pid != pid:
             self.store.update_experiment_fields(
@@ -491,7 +413,7 @@ class Runner:
             )
         return run
 
-    def _finish(self, run: _Running) -> None:
+    def _finish(self, run: WatchedRun) -> None:
         """The leader exited: clean up its group and make status.json and the store say how."""
         for process in run.procs.alive():
             with contextlib.suppress(Exception):
@@ -532,83 +454,21 @@ class Runner:
         with contextlib.suppress(NotFoundError):  # deleted meanwhile
             self.store.update_experiment_fields(experiment_id, status=state)
 
-    def _kill_after_grace(self, run: _Running) -> None:
-        """Background: SIGKILL what is left of a stopped run's group after the grace period."""
-        remaining = (run.kill_at or 0.0) - time.monotonic()
-        if run.procs.wait_gone(max(0.0, remaining), run.popen):
-            return
-        run.procs.signal(signal.SIGKILL)
-        run.procs.wait_gone(5.0, run.popen)
-
     def _kill_now(self, record: ExperimentRecord) -> None:
         run = self._running.pop(record.id, None)
         if run is None:
             folder = ExperimentFolder(resolve(record.path))
-            live = _live_process(record, folder.read_status())
+            live = live_process(record, folder.read_status())
             if live is None:
                 return
-            run = _Running(record.id, folder, live[0], live[1], ())
-        run.procs.signal(signal.SIGKILL)
-        if not run.procs.wait_gone(10.0, run.popen):
+            run = WatchedRun(record.id, folder, live[0], live[1], ())
+        if not run.kill_now():
             raise RunnerError(
                 f"The training process of experiment {record.name!r} (pid {run.pid}) did not end."
             )
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _resources(gpus: Sequence[str]) -> frozenset[str]:
-    return frozenset(f"gpu:{g}" for g in gpus) if gpus else frozenset({"cpu"})
-
-
-def _config_file(record: ExperimentRecord) -> Path:
-    if record.config_file:
-        return resolve(record.config_file)
-    return ExperimentFolder(resolve(record.path)).cfg_yaml
-
-
-def _config_gpus(config_file: Path) -> list[str]:
-    """environment.gpus of a config file, read as plain YAML (no config classes needed)."""
-    try:
-        data = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as err:
-        raise RunnerError(f"Cannot read the config file {config_file}: {err}.") from err
-    environment = data.get("environment") if isinstance(data, dict) else None
-    gpus = environment.get("gpus") if isinstance(environment, dict) else None
-    if gpus in (None, ""):
-        return []
-    if isinstance(gpus, (str, int)):
-        gpus = [gpus]
-    return [str(g) for g in gpus]
-
-
-def _check_env(env: Mapping[str, str] | None) -> dict[str, str]:
-    env = dict(env or {})
-    for key, value in env.items():
-        if not isinstance(key, str) or not key or "=" in key or not isinstance(value, str):
-            raise RunnerError(f"Environment variable {key!r}: name and value must be text.")
-    return env
-
-
-def _live_process(
-    record: ExperimentRecord, status: ExperimentStatus | None
-) -> tuple[int, float] | None:
-    """(group leader pid, start time) of the experiment's live process, if any."""
-    if process_alive(record.pid, record.process_start_time):
-        return record.pid, record.process_start_time
-    if status is not None and process_alive(status.pid, status.pid_start_time):
-        # status.json may name a torchrun worker; its group leader is the process to watch.
-        try:
-            leader = os.getpgid(status.pid)
-        except OSError:
-            return None
-        if leader == os.getpgid(0):  # not a group the runner started: never ours to signal
-            return None
-        start = processes.start_time_of(leader)
-        if start is not None:
-            return leader, start
-    return None
 
 
 def _remove_folder(path: Path) -> str | None:

@@ -4,14 +4,7 @@ folders their files live in. Imports only the standard library (the UI must not 
 from llm_studio.store.db import (
     MIGRATIONS,
     SCHEMA_VERSION,
-    DatasetInUseError,
-    DatasetRecord,
-    ExperimentRecord,
-    InvalidNameError,
-    NameTakenError,
-    NotFoundError,
     Store,
-    StoreError,
     check_name,
     dataset_dir,
     datasets_root,
@@ -21,6 +14,14 @@ from llm_studio.store.db import (
     experiments_root,
     resolve,
 )
+from llm_studio.store.errors import (
+    DatasetInUseError,
+    InvalidNameError,
+    NameTakenError,
+    NotFoundError,
+    StoreError,
+)
+from llm_studio.store.records import DatasetRecord, ExperimentRecord
 
 __all__ = [
     "MIGRATIONS",

@@ -123,34 +123,61 @@ def check_zip(
     seen: set[tuple[str, ...]] = set()
     wanted = []
     for info in infos:
-        name = info.filename
-        why = _unsafe(name)
-        if why:
-            problems.add(f"members {why}", _shown(name))
-            continue
-        parts = tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
-        if stat.S_ISLNK(info.external_attr >> 16):
-            problems.add("members that are links", _shown(name))
-            continue
-        if info.flag_bits & 0x1:
-            problems.add("encrypted members (use an unencrypted zip)", _shown(name))
-            continue
-        if info.is_dir() or not parts:
+        parts = _member_parts(info, problems)
+        if parts is None:
             continue
         if parts in seen:
-            problems.add("members that appear twice", _shown(name))
+            problems.add("members that appear twice", _shown(info.filename))
         seen.add(parts)
         total += info.file_size
         packed += info.compress_size
-        ratio = info.file_size / max(info.compress_size, 1)
-        if info.file_size >= limits.ratio_min_bytes and ratio > limits.max_ratio:
-            problems.add(
-                f"members expanding more than {limits.max_ratio:.0f} times (possible zip bomb)",
-                f"{_shown(name)} ({ratio:.0f} times)",
-            )
-        hidden = any(p.startswith(".") or p == "__MACOSX" for p in parts)
-        if not hidden and PurePosixPath(parts[-1]).suffix.lower() in DATAFRAME_SUFFIXES:
+        _check_member_ratio(info, limits, problems)
+        if _is_dataframe(parts):
             wanted.append((info, parts))
+    _check_archive_size(total, packed, limits, budget, problems)
+    problems.raise_if_any(label)
+    return wanted
+
+
+def _member_parts(info: zipfile.ZipInfo, problems: _Problems) -> tuple[str, ...] | None:
+    """The member's path as folder names, or None for a folder or a member refused (and added
+    to `problems`)."""
+    name = info.filename
+    why = _unsafe(name)
+    if why:
+        problems.add(f"members {why}", _shown(name))
+        return None
+    if stat.S_ISLNK(info.external_attr >> 16):
+        problems.add("members that are links", _shown(name))
+        return None
+    if info.flag_bits & 0x1:
+        problems.add("encrypted members (use an unencrypted zip)", _shown(name))
+        return None
+    parts = tuple(p for p in name.replace("\\", "/").split("/") if p not in ("", "."))
+    if info.is_dir() or not parts:
+        return None
+    return parts
+
+
+def _check_member_ratio(info: zipfile.ZipInfo, limits: ImportLimits, problems: _Problems) -> None:
+    ratio = info.file_size / max(info.compress_size, 1)
+    if info.file_size >= limits.ratio_min_bytes and ratio > limits.max_ratio:
+        problems.add(
+            f"members expanding more than {limits.max_ratio:.0f} times (possible zip bomb)",
+            f"{_shown(info.filename)} ({ratio:.0f} times)",
+        )
+
+
+def _is_dataframe(parts: tuple[str, ...]) -> bool:
+    """A file an import reads (by suffix), outside hidden folders and macOS resource forks."""
+    hidden = any(p.startswith(".") or p == "__MACOSX" for p in parts)
+    return not hidden and PurePosixPath(parts[-1]).suffix.lower() in DATAFRAME_SUFFIXES
+
+
+def _check_archive_size(
+    total: int, packed: int, limits: ImportLimits, budget: ByteBudget, problems: _Problems
+) -> None:
+    """The archive as a whole: what it expands to, against the byte budget and the ratio."""
     if budget.used + total > limits.max_total_bytes:
         problems.add(
             f"would expand to {human_size(total)}, more than the limit of "
@@ -163,8 +190,6 @@ def check_zip(
             f"expands {overall:.0f} times in all, more than the limit of "
             f"{limits.max_ratio:.0f} (possible zip bomb; set {RATIO_ENV} to change it)"
         )
-    problems.raise_if_any(label)
-    return wanted
 
 
 def extract_zip(

@@ -42,54 +42,66 @@ def suggest_dataframes(names: Iterable[str]) -> tuple[str | None, str | None]:
     return train, (validation if validation != train else None)
 
 
-def suggest_columns(problem_type: str, columns: Iterable[str]) -> dict[str, Any]:
-    """Column settings guessed from the column names (case-insensitive), as `settings` for
-    `configure`: prompt/answer always, system/parent/rejected when a column fits."""
-    columns = [str(c) for c in columns]
-    lower: dict[str, str] = {}
-    for c in columns:
-        lower.setdefault(c.lower(), c)
-    used: set[str] = set()
+class _ColumnPicker:
+    """Hands out columns by name (case-insensitive), each at most once."""
 
-    def pick(candidates: Iterable[str]) -> str | None:
+    def __init__(self, columns: Iterable[str]) -> None:
+        self.columns = [str(c) for c in columns]
+        self.by_lower: dict[str, str] = {}  # the first column of each lower-case name
+        for c in self.columns:
+            self.by_lower.setdefault(c.lower(), c)
+        self.used: set[str] = set()
+
+    def has(self, lower_name: str) -> bool:
+        return lower_name in self.by_lower
+
+    def pick(self, candidates: Iterable[str]) -> str | None:
+        """The first unused column named like one of `candidates`, in their order."""
         for cand in candidates:
-            if cand in lower and lower[cand] not in used:
-                used.add(lower[cand])
-                return lower[cand]
+            column = self.by_lower.get(cand)
+            if column is not None and column not in self.used:
+                self.used.add(column)
+                return column
         return None
 
-    def fallback() -> str | None:
-        for c in columns:
-            if c not in used and c.lower() != "id":
-                used.add(c)
+    def fallback(self) -> str | None:
+        """The first unused column in file order, other than an `id` column."""
+        for c in self.columns:
+            if c not in self.used and c.lower() != "id":
+                self.used.add(c)
                 return c
         return None
 
-    labels = problem_type in LABEL_TYPES
-    out: dict[str, Any] = {}
-    system = pick(SYSTEM_NAMES)
-    parent = pick(PARENT_NAMES) if not labels and "id" in lower else None
-    rejected = pick(REJECTED_NAMES) if problem_type == DPO else None
-    prompt = pick(LABEL_PROMPT_NAMES if labels else PROMPT_NAMES)
-    answer_names = (
-        LABEL_NAMES if labels else DPO_ANSWER_NAMES if problem_type == DPO else ANSWER_NAMES
-    )
-    answer = pick(answer_names)
-    prompt = prompt or fallback()
-    answer = answer or fallback()
-    if problem_type == DPO:
-        rejected = rejected or fallback()
-        if rejected:
-            out["rejected_answer_column"] = rejected
-    if prompt:
-        out["prompt_column"] = [prompt]
-    if answer:
-        out["answer_column"] = [answer] if labels else answer
-    if system:
-        out["system_column"] = system
-    if parent:
-        out["parent_id_column"] = parent
-    return out
+
+def _answer_names(problem_type: str) -> tuple[str, ...]:
+    if problem_type in LABEL_TYPES:
+        return LABEL_NAMES
+    return DPO_ANSWER_NAMES if problem_type == DPO else ANSWER_NAMES
+
+
+def suggest_columns(problem_type: str, columns: Iterable[str]) -> dict[str, Any]:
+    """Column settings guessed from the column names (case-insensitive), as `settings` for
+    `configure`: prompt/answer always, system/parent/rejected when a column fits."""
+    picker = _ColumnPicker(columns)
+    labels, dpo = problem_type in LABEL_TYPES, problem_type == DPO
+    # Named columns first, in this order of precedence; then the rest by position.
+    system = picker.pick(SYSTEM_NAMES)
+    parent = picker.pick(PARENT_NAMES) if not labels and picker.has("id") else None
+    rejected = picker.pick(REJECTED_NAMES) if dpo else None
+    prompt = picker.pick(LABEL_PROMPT_NAMES if labels else PROMPT_NAMES)
+    answer = picker.pick(_answer_names(problem_type))
+    prompt = prompt or picker.fallback()
+    answer = answer or picker.fallback()
+    if dpo:
+        rejected = rejected or picker.fallback()
+    guessed = {
+        "rejected_answer_column": rejected,
+        "prompt_column": [prompt] if prompt else None,
+        "answer_column": [answer] if labels and answer else answer,
+        "system_column": system,
+        "parent_id_column": parent,
+    }
+    return {key: value for key, value in guessed.items() if value}
 
 
 # --- checking the chosen settings ---

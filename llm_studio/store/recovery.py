@@ -77,7 +77,6 @@ def delete_datasets(store: Store, ids: Iterable[int]) -> list[DatasetRecord]:
 def rename_experiment(store: Store, record: ExperimentRecord, new_name: str) -> ExperimentRecord:
     """Rename an experiment's folder, cfg.yaml and record; crash-safe through a journal.
     The caller checks that the experiment is not running and the name is free."""
-    assert record.id is not None  # a record read from the store
     new_name = check_name(new_name, "experiment name")
     old_folder, new_folder = resolve(record.path), experiment_dir(new_name)
     journal = experiments_root() / f"{JOURNAL_PREFIX}{record.id}.json"

@@ -336,10 +336,10 @@ async def merge_confirm(q: Q) -> None:
     try:
         added = await q.run(import_service(state.store).merge, record.name, q.args.merge_source)
     except (DataError, StoreError) as exc:
-        await dataset_page(q, record.id, note=layout.message(str(exc), "error"))  # type: ignore[arg-type]  # a stored record has an id
+        await dataset_page(q, record.id, note=layout.message(str(exc), "error"))
         return
     note = layout.message(f"Merged {', '.join(added)} into {record.name}.", "success")
-    await dataset_page(q, record.id, note=note)  # type: ignore[arg-type]  # a stored record has an id
+    await dataset_page(q, record.id, note=note)
 
 
 @on("delete_dataset")

@@ -4,10 +4,10 @@ One loaded model per browser client. It starts loading off the event loop as soo
 opens (the status card shows a progress bar, then "Model ready"), so the first question only
 waits for generation; a question asked while it loads waits for it. The model is released as
 soon as the client shows another page or tab. Answers stream in as they are generated (a
-generation thread feeds a `TextIteratorStreamer`; the page is saved as soon as the first words
-arrive, then every ~0.2 s), and the chatbot's stop button ends a generation at once through a
-stopping criterion that watches a `threading.Event`. torch and transformers are imported only
-when a model loads.
+generation thread feeds a `TextIteratorStreamer`, see `llm_studio.ui.chat_stream`; the page is
+saved as soon as the first words arrive, then every ~0.2 s), and the chatbot's stop button ends
+a generation at once through a stopping criterion that watches a `threading.Event`. torch and
+transformers are imported only when a model loads.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import copy
 import dataclasses
-import functools
 import gc
 import logging
 import sys
@@ -32,6 +31,7 @@ from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.experiments.status import ACTIVE, RunState
 from llm_studio.store import resolve
 from llm_studio.ui import layout, safe_text
+from llm_studio.ui.chat_stream import AnswerStream
 from llm_studio.ui.pages import experiment_view
 from llm_studio.ui.settings_form import setting_label
 from llm_studio.ui.state import app_runner, client_state
@@ -119,16 +119,38 @@ def settings_widgets(prediction) -> list:
     for key in CHAT_SETTINGS:
         spec, value, kind = spec_of(fields[key]), getattr(prediction, key), hints[key]
         label = setting_label(key) if spec else key
-        common = dict(name=f"chat__{key}", label=label, tooltip=spec.tip if spec else None)
+        name, tip = f"chat__{key}", spec.tip if spec else None
         low, high = spec.range if spec and spec.range else (0, 4096)
         if kind is bool:
-            items.append(ui.toggle(value=bool(value), trigger=True, **common))
+            items.append(
+                ui.toggle(name=name, label=label, tooltip=tip, value=bool(value), trigger=True)
+            )
         elif kind is int:
-            items.append(ui.spinbox(min=low, max=high, step=1, value=value, trigger=True, **common))
+            items.append(
+                ui.spinbox(
+                    name=name,
+                    label=label,
+                    tooltip=tip,
+                    min=low,
+                    max=high,
+                    step=1,
+                    value=value,
+                    trigger=True,
+                )
+            )
         else:
             step = spec.step if spec and spec.step else 0.05
             items.append(
-                ui.slider(min=low, max=high, step=step, value=value, trigger=True, **common)
+                ui.slider(
+                    name=name,
+                    label=label,
+                    tooltip=tip,
+                    min=low,
+                    max=high,
+                    step=step,
+                    value=value,
+                    trigger=True,
+                )
             )
     items.append(ui.buttons([ui.button(name="chat_clear", label="Clear history")]))
     return items
@@ -365,6 +387,8 @@ async def _load(q: Q, st: ChatState):
     """(session, device, None), or (None, None, why) when the model cannot be loaded."""
     store = client_state(q).store
     record = store.get_experiment(st.experiment_id)
+    if record is None:
+        return None, None, "This experiment was deleted."
     try:
         device = await q.run(_pick_device)
         if device == "cuda":
@@ -402,106 +426,58 @@ def _load_session(path: str, device: str):
 async def _stream_answer(q: Q, st: ChatState, question: str, asked: float, waited: str) -> None:
     """Generate the answer to `question` (asked at monotonic time `asked`) into the chatbot;
     `waited` says (in the final status) why the first words took longer, or is empty."""
-    from transformers import TextIteratorStreamer  # loaded with the model: no start-up cost
-
     card = q.page[CHAT_CARD]
-    session = st.session
     stop = threading.Event()
     st.stop_event = stop
     st.generating = True
     card.generating = True
-
-    streamer = TextIteratorStreamer(session.tokenizer, skip_prompt=True, skip_special_tokens=True)
-    pieces: list[str] = []
-    result: dict = {}
-    tokens = [0]
-    loop = asyncio.get_running_loop()
-    arrived = asyncio.Event()  # new text (or the end): save at once, not at the next tick
-    first_words: list[float] = []
-
-    def generate() -> None:
-        try:
-            result["answer"] = ask_with_stop(session, question, streamer, stop, tokens)
-        except BaseException as exc:  # shown in the chat; the streamer must still end
-            result["error"] = exc
-            streamer.end()
-
-    def consume() -> None:
-        for text in streamer:
-            if text and not first_words:
-                first_words.append(time.monotonic() - asked)
-            pieces.append(text)
-            loop.call_soon_threadsafe(arrived.set)
-        loop.call_soon_threadsafe(arrived.set)
-
+    stream = AnswerStream(st.session, question, stop, asked)
     started = time.monotonic()
-    threads = [threading.Thread(target=f, daemon=True) for f in (generate, consume)]
-    for thread in threads:
-        thread.start()
+    stream.start()
     # Shown while the model already reads the question: the first words do not wait for it.
     _status(q, "Generating…")
     await q.page.save()
-    shown, saved_at = "", 0.0
     try:
-        while any(t.is_alive() for t in threads):
-            try:
-                await asyncio.wait_for(arrived.wait(), SAVE_EVERY)
-            except TimeoutError:
-                continue
-            arrived.clear()
-            # The first words go out at once; later ones at most every SAVE_EVERY seconds.
-            await asyncio.sleep(max(0.0, saved_at + SAVE_EVERY - time.monotonic()))
-            text = "".join(pieces)
-            if text != shown and _shows_chat(q.client, st):
-                shown = text
-                card.data[-1] = [text, False]
-                await q.page.save()
-                saved_at = time.monotonic()
+        shown = await _show_as_it_streams(q, st, stream)
     finally:
         st.generating = False
         st.stop_event = None
     if st.released or not _shows_chat(q.client, st):
         return
-    seconds = time.monotonic() - started
     card.generating = False
-    if "error" in result:
-        _answer(q, f"{shown}\n\nGeneration failed: {result['error']}")
+    seconds = time.monotonic() - started
+    if stream.error is not None:
+        _answer(q, f"{shown}\n\nGeneration failed: {stream.error}")
         _status(q, "Generation failed.")
     else:
         # The final text is exactly ChatSession.ask's answer (stop texts cut, stripped).
-        card.data[-1] = [result["answer"], False]
+        card.data[-1] = [stream.answer, False]
         done = "Stopped" if stop.is_set() else "Answered"
         first = (
-            f"; the first words came {first_words[0]:.2f} s after the question{waited}"
-            if first_words
+            f"; the first words came {stream.first_words:.2f} s after the question{waited}"
+            if stream.first_words is not None
             else ""
         )
-        _status(q, f"{done} after {tokens[0]} tokens in {seconds:.1f} s{first}.")
+        _status(q, f"{done} after {stream.tokens[0]} tokens in {seconds:.1f} s{first}.")
     await q.page.save()
 
 
-def ask_with_stop(session, question: str, streamer, stop: threading.Event, tokens: list) -> str:
-    """`session.ask`, with a stopping criterion that ends generation once `stop` is set.
-
-    ChatSession.ask builds the prompt with the checkpoint's chat template, cuts at the stop
-    texts and keeps the history; the criterion is added by wrapping the model's `generate` for
-    this one call, so the answer is exactly what ask() gives.
-    """
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class StopOnEvent(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            tokens[0] += 1
-            return torch.full(
-                (input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device
-            )
-
-    model = session.model
-    model.generate = functools.partial(
-        model.generate, stopping_criteria=StoppingCriteriaList([StopOnEvent()])
-    )
-    try:
-        return session.ask(question, streamer=streamer)
-    finally:
-        del model.generate
+async def _show_as_it_streams(q: Q, st: ChatState, stream: AnswerStream) -> str:
+    """Show the answer's text in the chatbot while it is generated; returns the text shown."""
+    card = q.page[CHAT_CARD]
+    shown, saved_at = "", 0.0
+    while stream.alive():
+        try:
+            await asyncio.wait_for(stream.arrived.wait(), SAVE_EVERY)
+        except TimeoutError:
+            continue
+        stream.arrived.clear()
+        # The first words go out at once; later ones at most every SAVE_EVERY seconds.
+        await asyncio.sleep(max(0.0, saved_at + SAVE_EVERY - time.monotonic()))
+        text = stream.text()
+        if text != shown and _shows_chat(q.client, st):
+            shown = text
+            card.data[-1] = [text, False]
+            await q.page.save()
+            saved_at = time.monotonic()
+    return shown

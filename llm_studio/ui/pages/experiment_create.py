@@ -40,7 +40,7 @@ async def start_page(q: Q) -> None:
                 layout.message("Import a dataset first.", "warning")])},
         )  # fmt: skip
         return
-    await open_form_for_dataset(q, datasets[0].id)  # type: ignore[arg-type]  # a stored record
+    await open_form_for_dataset(q, datasets[0].id)
 
 
 async def open_form_for_dataset(q: Q, dataset_id: int) -> None:
@@ -226,13 +226,13 @@ async def change_dataset(q: Q) -> None:
             _experiment_form(q, error=str(exc))
             return
         draft.cfg.dataset = cfg.dataset
-        draft.dataset_id = record.id  # type: ignore[assignment]  # a stored record has an id
+        draft.dataset_id = record.id
         _experiment_form(q, layout.message(f"Dataset settings from {record.name}.", "info"))
         return
     cfg.experiment_name = experiments_service.free_name(state.store, record.name)
     cfg.environment.gpus = []
     # A new draft, keeping the grid toggle: no longer a copy of a previous experiment.
-    state.draft = ExperimentDraft(cfg=cfg, dataset_id=record.id, grid=draft.grid)  # type: ignore[arg-type]  # a stored record has an id
+    state.draft = ExperimentDraft(cfg=cfg, dataset_id=record.id, grid=draft.grid)
     _experiment_form(q)
 
 
