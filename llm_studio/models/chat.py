@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from llm_studio.config.problem_types import problem_type_of
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
@@ -73,7 +74,7 @@ class ChatSession:
         if not folder.cfg_yaml.is_file():
             raise ConfigError(f"{folder.path}: not an experiment folder (no cfg.yaml)")
         cfg, _ = load_config(folder.cfg_yaml)
-        if not hasattr(cfg.prediction, "max_length_inference"):
+        if not problem_type_of(cfg).generates_text:
             raise ConfigError(
                 f"{folder.path}: a {cfg.problem_type} experiment predicts labels, not text, "
                 "so there is nothing to chat with; see docs/classification.md to predict"
