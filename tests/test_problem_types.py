@@ -167,6 +167,8 @@ def test_the_model_card_names_the_type_and_loads_the_right_class(
     pairs = name == "text_dpo_modeling"
     assert ("- **Rejected answer column**: `rejected_response`" in card) == pairs
     assert ("- **DPO beta**: 0.2" in card) == pairs
+    decoder_only_text = name in ("text_causal_language_modeling", "text_dpo_modeling")
+    assert ("- **Loss on prompts**: no" in card) == decoder_only_text
     # A head reads one prompt per row: no chains, and no answer to end with an EOS token.
     assert ("- **Parent id column**: none" in card) == expected.chat
     assert ("- **EOS token after system / prompt / answer**: yes / yes / yes" in card) == (

@@ -96,7 +96,7 @@ def _data_section(cfg) -> str:
         rows.append(("Validation data", _file_name(d.validation_dataframe)))
     else:
         rows.append(("Validation", f"{d.validation_size:g} of the train data held out"))
-    if getattr(cfg.training, "train_validation_data", False):
+    if cfg.training.train_validation_data:
         rows.append(("Trained on validation data too", "yes"))
     if d.data_sample < 1.0:
         rows.append(("Data sample", f"{d.data_sample:g} of {', '.join(d.data_sample_choice)}"))
@@ -111,9 +111,9 @@ def _data_section(cfg) -> str:
         rows.append(("Rejected prompt column", _code(d.rejected_prompt_column)))
     if kind.chains:
         rows.append(("Parent id column", _code(d.parent_id_column)))
-    if getattr(d, "num_classes", None):
+    if kind.has_head and not kind.predicts_values and d.num_classes:
         rows.append(("Number of classes", str(d.num_classes)))
-    if getattr(d, "mask_prompt_labels", None) is not None:
+    if kind.generates_text and not kind.encoder_decoder:  # a decoder never sees the prompt
         rows.append(("Loss on prompts", "no" if d.mask_prompt_labels else "yes"))
     return "## Training data\n\n" + _bullets(rows)
 
@@ -150,7 +150,7 @@ def _training_section(cfg, exp: ExperimentFolder) -> str:
         ("Checkpoint kept", tr.save_checkpoint),
         ("Seed", str(cfg.environment.seed)),
     ]
-    neftune = getattr(cfg.augmentation, "neftune_noise_alpha", 0.0)
+    neftune = cfg.augmentation.neftune_noise_alpha
     if neftune:
         rows.append(("NEFTune noise alpha", f"{neftune:g}"))
     return (
@@ -249,7 +249,7 @@ def _usage_section(cfg, name: str, adapter: bool) -> str:
     if stops:  # generation stops after one of them; the answer ends before it, as in the chat
         gen += [f"stop_strings={stops!r}", "tokenizer=tokenizer"]
     if adapter:
-        grow = getattr(cfg.tokenizer, "add_prompt_answer_tokens", False)
+        grow = cfg.tokenizer.add_prompt_answer_tokens
         load = (
             ("import torch\n" if grow else "")
             + "from peft import PeftModel\n"
