@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS, PROBLEM_TYPES
+from llm_studio.config.problem_types import ALL_PROBLEM_TYPES
 from llm_studio.config.settings import IS_SET, spec_of
 from llm_studio.config.yaml_io import iter_settings, to_dict
 
@@ -51,11 +51,11 @@ def settings_markdown(coverage: dict[str, str]) -> str:
         "`--section.key value`. *Test* names the test that fails if the setting is ignored.",
         "",
     ]
-    for problem_type, cls in PROBLEM_TYPES.items():
-        cfg = cls()
+    for problem_type in ALL_PROBLEM_TYPES:
+        cfg = problem_type.config()
         defaults = to_dict(cfg)
         lines += [
-            f"## {PROBLEM_TYPE_LABELS[problem_type]} (`{problem_type}`)",
+            f"## {problem_type.label} (`{problem_type.name}`)",
             "",
             "| Setting | Default | Allowed | Shown when | What it does | Test |",
             "|---|---|---|---|---|---|",

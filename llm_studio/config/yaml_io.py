@@ -10,7 +10,12 @@ from typing import Any
 import yaml
 
 from llm_studio.atomic import write_text_atomic
-from llm_studio.config.problem_types import PROBLEM_TYPES, SECTION_NAMES, BaseConfig
+from llm_studio.config.problem_types import (
+    DEFAULT_PROBLEM_TYPE,
+    SECTION_NAMES,
+    BaseConfig,
+    problem_type_named,
+)
 from llm_studio.config.settings import ConfigError, coerce, field_types, spec_of
 
 
@@ -30,18 +35,14 @@ def _iter_fields(obj: Any, prefix: str):
 
 
 def config_class(problem_type: Any) -> type[BaseConfig]:
-    if problem_type not in PROBLEM_TYPES:
-        raise ConfigError(
-            f"problem_type: got {problem_type!r}, expected one of {sorted(PROBLEM_TYPES)}"
-        )
-    return PROBLEM_TYPES[problem_type]
+    return problem_type_named(problem_type).config
 
 
 def from_dict(data: dict[str, Any]) -> tuple[BaseConfig, list[str]]:
     """Build a config from nested YAML data. Returns the config and warnings for unknown keys."""
     if not isinstance(data, dict):
         raise ConfigError("the YAML must be a mapping of settings")
-    problem_type = data.get("problem_type", "text_causal_language_modeling")
+    problem_type = data.get("problem_type", DEFAULT_PROBLEM_TYPE)
     cfg = config_class(problem_type)()
     warnings: list[str] = []
     hints = field_types(type(cfg))

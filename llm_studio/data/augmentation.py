@@ -6,6 +6,7 @@ Validation and inference never go through here, so augmentations are off there b
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -31,6 +32,15 @@ def random_parent(conv: Conversation, other: Conversation) -> Conversation:
         (other.prompts[-1],) + conv.prompts,
         (other.answers[-1],) + conv.answers,
     )
+
+
+@dataclass(frozen=True)
+class ChainAugmentation:
+    """The chances of the chain augmentations: the augmentation section's, or these zeros for
+    problem types without chains."""
+
+    skip_parent_probability: float = 0.0
+    random_parent_probability: float = 0.0
 
 
 class TrainingSamples(Dataset):

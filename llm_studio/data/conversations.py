@@ -2,10 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import pandas as pd
 
 from llm_studio.data.prompt_format import Conversation
 from llm_studio.data.readers import DataError
+
+
+@dataclass(frozen=True)
+class ConversationColumns:
+    """The columns a row's conversation is read from, when they are not the dataset section's
+    own (which `build_conversations` also takes): e.g. a head's prompts, with no chains."""
+
+    prompt_column: Sequence[str]
+    prompt_column_separator: str
+    answer_column: str
+    system_column: str | None
+    parent_id_column: str | None = None  # None: each row is a conversation of its own
 
 
 def check_columns(df: pd.DataFrame, dataset_cfg, source: str) -> None:

@@ -9,9 +9,31 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from llm_studio.data.conversations import ConversationColumns
 from llm_studio.data.readers import DataError
 
 KEY = "dataset.answer_column"
+
+
+def answer_columns(dataset_cfg) -> list[str]:
+    """The label columns of a head's dataset section (a single name counts as one)."""
+    columns = dataset_cfg.answer_column
+    if not columns:
+        return []
+    return [columns] if isinstance(columns, str) else [str(c) for c in columns]
+
+
+def prompt_columns(dataset_cfg) -> ConversationColumns:
+    """How a head reads a row as a conversation: its prompt and system columns, no chains. The
+    first label column stands in for the answer, whose text is never rendered: the prompts end
+    at the answer separator."""
+    labels = answer_columns(dataset_cfg)
+    return ConversationColumns(
+        prompt_column=tuple(dataset_cfg.prompt_column),
+        prompt_column_separator=dataset_cfg.prompt_column_separator,
+        answer_column=labels[0] if labels else "",
+        system_column=dataset_cfg.system_column,
+    )
 
 
 def check_answer_columns(df: pd.DataFrame, columns: list[str], source: str) -> None:

@@ -33,7 +33,9 @@ class PromptFormat:
     eos_after_answer: bool
 
     @classmethod
-    def from_config(cls, dataset_cfg, eos_token: str) -> PromptFormat:
+    def from_config(cls, dataset_cfg, eos_token: str, answers: bool = True) -> PromptFormat:
+        """The dataset section's format. `answers=False` for a head's prompts, which end at the
+        answer separator (their sections have no `add_eos_token_to_answer`)."""
         return cls(
             system_start=dataset_cfg.text_system_start or "",
             prompt_start=dataset_cfg.text_prompt_start or "",
@@ -41,7 +43,7 @@ class PromptFormat:
             eos_token=eos_token,
             eos_after_system=dataset_cfg.add_eos_token_to_system,
             eos_after_prompt=dataset_cfg.add_eos_token_to_prompt,
-            eos_after_answer=dataset_cfg.add_eos_token_to_answer,
+            eos_after_answer=answers and dataset_cfg.add_eos_token_to_answer,
         )
 
     def segments(self, conv: Conversation, with_last_answer: bool = True) -> list[Segment]:

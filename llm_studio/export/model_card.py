@@ -15,18 +15,12 @@ from typing import Any
 
 import yaml
 
-from llm_studio.config.base import BaseConfig
-from llm_studio.config.classification import ClassificationDatasetSection
-from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
-from llm_studio.config.sections import DatasetSection, PredictionSection
+from llm_studio.config.problem_types import BaseConfig, problem_type_of
+from llm_studio.config.sections import PredictionSection
 from llm_studio.config.yaml_io import load_config
 from llm_studio.data.prompt_format import Conversation, PromptFormat
 from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.models.weights import WeightsReport
-
-CAUSAL = ("text_causal_language_modeling", "text_dpo_modeling")
-SEQ2SEQ = "text_sequence_to_sequence_modeling"
-LABELS = ("text_causal_classification_modeling", "text_causal_regression_modeling")
 
 # A Hub model id: "name" or "owner/name" of letters, digits, '-', '_' and '.'.
 _HUB_ID = re.compile(r"^(?:[\w.-]+/)?[\w.-]+$")
@@ -50,11 +44,10 @@ def build_model_card(
     cfg, _ = load_config(exp.cfg_yaml)
     eos = _eos_token(exp.checkpoint_dir) or _eos_token(exp.adapter_dir) or "</s>"
     name = model_name or ("path/to/unzipped/adapter" if adapter else "path/to/unzipped/model")
-    label = PROBLEM_TYPE_LABELS.get(cfg.problem_type, cfg.problem_type)
     parts = [
         _front_matter(cfg, adapter),
         f"# {cfg.experiment_name}\n",
-        _intro(cfg, label, adapter),
+        _intro(cfg, adapter),
         _data_section(cfg),
         _training_section(cfg, exp),
         _validation_section(cfg, exp),
@@ -77,17 +70,17 @@ def _front_matter(cfg: BaseConfig, adapter: bool) -> str:
     }
     if looks_like_hub_id(cfg.llm_backbone):
         meta["base_model"] = cfg.llm_backbone
-    if cfg.problem_type in CAUSAL and not adapter:
-        meta["pipeline_tag"] = "text-generation"
-    elif cfg.problem_type == SEQ2SEQ and not adapter:
-        meta["pipeline_tag"] = "text2text-generation"
+    pipeline = problem_type_of(cfg).pipeline_tag
+    if pipeline and not adapter:
+        meta["pipeline_tag"] = pipeline
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---\n"
 
 
-def _intro(cfg: BaseConfig, label: str, adapter: bool) -> str:
+def _intro(cfg: BaseConfig, adapter: bool) -> str:
     what = "A LoRA adapter" if adapter else "A model"
     text = (
-        f"{what} fine-tuned with LLM Studio for **{label}** (`{cfg.problem_type}`), "
+        f"{what} fine-tuned with LLM Studio for **{problem_type_of(cfg).label}** "
+        f"(`{cfg.problem_type}`), "
         f"starting from the backbone `{cfg.llm_backbone}`."
     )
     if adapter:
@@ -98,37 +91,36 @@ def _intro(cfg: BaseConfig, label: str, adapter: bool) -> str:
 
 
 def _data_section(cfg: BaseConfig) -> str:
-    d = cfg.dataset
+    d: Any = cfg.dataset  # fields vary by problem type; its descriptor says which exist
     rows = [("Train data", _file_name(d.train_dataframe))]
     if d.validation_strategy == "custom":
         rows.append(("Validation data", _file_name(d.validation_dataframe)))
     else:
         rows.append(("Validation", f"{d.validation_size:g} of the train data held out"))
-    if getattr(cfg.training, "train_validation_data", False):
+    if cfg.training.train_validation_data:
         rows.append(("Trained on validation data too", "yes"))
     if d.data_sample < 1.0:
         rows.append(("Data sample", f"{d.data_sample:g} of {', '.join(d.data_sample_choice)}"))
     rows.append(("System column", _code(d.system_column)))
     rows.append(("Prompt column(s)", ", ".join(_code(c) for c in d.prompt_column)))
-    answer = d.answer_column  # type: ignore[attr-defined]  # every type has one (str or list)
+    answer = d.answer_column
     answer = ", ".join(_code(c) for c in answer) if isinstance(answer, list) else _code(answer)
     rows.append(("Answer column(s)", answer))
-    for key, title in (
-        ("rejected_answer_column", "Rejected answer column"),
-        ("rejected_prompt_column", "Rejected prompt column"),
-        ("parent_id_column", "Parent id column"),
-    ):
-        if hasattr(d, key):
-            rows.append((title, _code(getattr(d, key))))
-    if isinstance(d, ClassificationDatasetSection) and d.num_classes:
+    kind = problem_type_of(cfg)
+    if kind.needs_pairs:
+        rows.append(("Rejected answer column", _code(d.rejected_answer_column)))
+        rows.append(("Rejected prompt column", _code(d.rejected_prompt_column)))
+    if kind.chains:
+        rows.append(("Parent id column", _code(d.parent_id_column)))
+    if kind.has_head and not kind.predicts_values and d.num_classes:
         rows.append(("Number of classes", str(d.num_classes)))
-    if isinstance(d, DatasetSection):
+    if kind.generates_text and not kind.encoder_decoder:  # a decoder never sees the prompt
         rows.append(("Loss on prompts", "no" if d.mask_prompt_labels else "yes"))
     return "## Training data\n\n" + _bullets(rows)
 
 
 def _training_section(cfg: BaseConfig, exp: ExperimentFolder) -> str:
-    tr = cfg.training
+    tr: Any = cfg.training  # fields vary by problem type; its descriptor says which exist
     rows = [
         ("Epochs", str(tr.epochs)),
         ("Batch size", f"{tr.batch_size} (gradient accumulation {tr.grad_accumulation})"),
@@ -139,9 +131,8 @@ def _training_section(cfg: BaseConfig, exp: ExperimentFolder) -> str:
         ("Gradient clip", f"{tr.gradient_clip:g}" if tr.gradient_clip else "off"),
         ("Loss function", tr.loss_function),
     ]
-    for key, title in (("beta", "DPO beta"), ("simpo_gamma", "SimPO gamma")):
-        if hasattr(tr, key):
-            rows.append((title, f"{getattr(tr, key):g}"))
+    if problem_type_of(cfg).needs_pairs:
+        rows += [("DPO beta", f"{tr.beta:g}"), ("SimPO gamma", f"{tr.simpo_gamma:g}")]
     if tr.lora:
         kind = "DoRA" if tr.use_dora else "LoRA"
         targets = tr.lora_target_modules or "all linear layers"
@@ -160,7 +151,7 @@ def _training_section(cfg: BaseConfig, exp: ExperimentFolder) -> str:
         ("Checkpoint kept", tr.save_checkpoint),
         ("Seed", str(cfg.environment.seed)),
     ]
-    neftune = getattr(cfg.augmentation, "neftune_noise_alpha", 0.0)
+    neftune = cfg.augmentation.neftune_noise_alpha
     if neftune:
         rows.append(("NEFTune noise alpha", f"{neftune:g}"))
     return (
@@ -204,31 +195,18 @@ def _validation_section(cfg: BaseConfig, exp: ExperimentFolder) -> str:
 
 
 def _prompt_section(cfg: BaseConfig, eos: str) -> str:
-    d = cfg.dataset
-    fmt = PromptFormat(
-        system_start=d.text_system_start or "",
-        prompt_start=d.text_prompt_start or "",
-        answer_separator=d.text_answer_separator or "",
-        eos_token=eos,
-        eos_after_system=d.add_eos_token_to_system,
-        eos_after_prompt=d.add_eos_token_to_prompt,
-        eos_after_answer=getattr(d, "add_eos_token_to_answer", False),  # none for label problems
-    )
+    d: Any = cfg.dataset  # fields vary by problem type; its descriptor says which exist
+    writes_answer = problem_type_of(cfg).generates_text  # a head's prompt ends at the separator
+    fmt = PromptFormat.from_config(d, eos, answers=writes_answer)
     rows = [
         ("System start", _code(d.text_system_start or "")),
         ("Prompt start", _code(d.text_prompt_start or "")),
         ("Answer separator", _code(d.text_answer_separator or "")),
         ("End-of-sequence token", _code(eos)),
     ]
-    flags = [
-        (title, getattr(d, key))
-        for key, title in (
-            ("add_eos_token_to_system", "system"),
-            ("add_eos_token_to_prompt", "prompt"),
-            ("add_eos_token_to_answer", "answer"),
-        )
-        if hasattr(d, key)
-    ]
+    flags = [("system", d.add_eos_token_to_system), ("prompt", d.add_eos_token_to_prompt)]
+    if writes_answer:
+        flags.append(("answer", d.add_eos_token_to_answer))
     rows.append(
         (
             "EOS token after " + " / ".join(t for t, _ in flags),
@@ -247,11 +225,11 @@ def _prompt_section(cfg: BaseConfig, eos: str) -> str:
     )
 
 
-def _usage_section(cfg: BaseConfig, name: str, adapter: bool) -> str:
-    if cfg.problem_type in LABELS:
+def _usage_section(cfg, name: str, adapter: bool) -> str:
+    kind = problem_type_of(cfg)
+    if kind.has_head:
         return _usage_labels(cfg, name, adapter)
-    seq2seq = cfg.problem_type == SEQ2SEQ
-    model_class = "AutoModelForSeq2SeqLM" if seq2seq else "AutoModelForCausalLM"
+    model_class = kind.auto_model
     p = cfg.prediction
     assert isinstance(p, PredictionSection)  # every type but the label ones (returned above)
     gen = [
@@ -273,7 +251,7 @@ def _usage_section(cfg: BaseConfig, name: str, adapter: bool) -> str:
     if stops:  # generation stops after one of them; the answer ends before it, as in the chat
         gen += [f"stop_strings={stops!r}", "tokenizer=tokenizer"]
     if adapter:
-        grow = getattr(cfg.tokenizer, "add_prompt_answer_tokens", False)
+        grow = cfg.tokenizer.add_prompt_answer_tokens
         load = (
             ("import torch\n" if grow else "")
             + "from peft import PeftModel\n"
@@ -293,7 +271,8 @@ def _usage_section(cfg: BaseConfig, name: str, adapter: bool) -> str:
             f"model = {model_class}.from_pretrained(model_name).eval()\n"
             '# model.to("cuda")  # on a GPU\n'
         )
-    start = "0" if seq2seq else 'inputs["input_ids"].shape[1]'
+    # A decoder's output holds only the answer; a causal LM's continues the prompt.
+    start = "0" if kind.encoder_decoder else 'inputs["input_ids"].shape[1]'
     code = (
         load + "\n"
         f'messages = [{{"role": "user", "content": "{EXAMPLE_QUESTION}"}}]\n'
@@ -375,7 +354,7 @@ def _files_section(cfg: BaseConfig, adapter: bool) -> str:
             ("`generation_config.json`", "default generation settings"),
             ("tokenizer files, `chat_template.jinja`", "the tokenizer with the prompt format"),
         ]
-    if cfg.problem_type in LABELS:
+    if problem_type_of(cfg).has_head:
         rows.append(
             (
                 "`classification_head.safetensors`, `classification_head.json`",

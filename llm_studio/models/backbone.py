@@ -6,12 +6,13 @@ import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import transformers
 from transformers import AutoConfig, AutoTokenizer
 
-from llm_studio.config.base import BaseConfig
+from llm_studio.config.problem_types import BaseConfig, problem_type_of
 from llm_studio.config.settings import ConfigError
 from llm_studio.models.offline_backbone import resolve_backbone
 from llm_studio.models.weights import WeightsReport
@@ -33,19 +34,9 @@ DROPOUT_ATTRIBUTES = (
 )
 
 
-# The transformers auto class and PEFT task type of each problem type's backbone.
-ENCODER_DECODER = "text_sequence_to_sequence_modeling"
-
-
-def auto_model_class(cfg: BaseConfig):
-    name = (
-        "AutoModelForSeq2SeqLM" if cfg.problem_type == ENCODER_DECODER else "AutoModelForCausalLM"
-    )
-    return getattr(transformers, name)
-
-
-def peft_task_type(cfg: BaseConfig) -> str:
-    return "SEQ_2_SEQ_LM" if cfg.problem_type == ENCODER_DECODER else "CAUSAL_LM"
+def auto_model_class(cfg: BaseConfig) -> Any:  # a transformers auto class (untyped)
+    """The transformers auto class of the problem type's backbone."""
+    return getattr(transformers, problem_type_of(cfg).auto_model)
 
 
 @dataclass
@@ -254,31 +245,43 @@ def prepare_for_training(model: torch.nn.Module, cfg: BaseConfig) -> torch.nn.Mo
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
 
     if tr.lora:
-        from peft import LoraConfig, get_peft_model
-
-        targets = [t.strip() for t in tr.lora_target_modules.split(",") if t.strip()]
-        lora_config = LoraConfig(
-            r=tr.lora_r,
-            lora_alpha=tr.lora_alpha,
-            lora_dropout=tr.lora_dropout,
-            target_modules=targets or "all-linear",
-            use_dora=tr.use_dora,
-            bias="none",
-            task_type=peft_task_type(cfg),
-        )
-        model = get_peft_model(model, lora_config)
-        if tr.lora_unfreeze_layers:
-            for name, param in model.named_parameters():
-                if _matches(name, tr.lora_unfreeze_layers) and "lora_" not in name:
-                    param.requires_grad = True
-    elif tr.freeze_layers:
-        for name, param in model.named_parameters():
-            if _matches(name, tr.freeze_layers):
-                param.requires_grad = False
+        model = with_lora(model, cfg)
+    else:
+        _set_trainable(model, tr.freeze_layers, False)
     if cfg.architecture.gradient_checkpointing and tr.lora and not quantized:
         # Checkpointed blocks need an input that requires grad when the embeddings are frozen.
         model.enable_input_require_grads()  # type: ignore[operator]  # transformers API; torch types Module attributes as Tensor | Module
     return model
+
+
+def with_lora(model: torch.nn.Module, cfg: BaseConfig) -> torch.nn.Module:
+    """The model wrapped in LoRA/DoRA adapters of the problem type's PEFT task type, with
+    `lora_unfreeze_layers` trained in full beside them."""
+    from peft import LoraConfig, get_peft_model
+
+    tr = cfg.training
+    targets = [t.strip() for t in tr.lora_target_modules.split(",") if t.strip()]
+    lora_config = LoraConfig(
+        r=tr.lora_r,
+        lora_alpha=tr.lora_alpha,
+        lora_dropout=tr.lora_dropout,
+        target_modules=targets or "all-linear",
+        use_dora=tr.use_dora,
+        bias="none",
+        task_type=problem_type_of(cfg).peft_task_type,
+    )
+    model = get_peft_model(model, lora_config)
+    _set_trainable(model, tr.lora_unfreeze_layers, True, skip="lora_")
+    return model
+
+
+def _set_trainable(
+    model: torch.nn.Module, patterns: list[str], trainable: bool, skip: str | None = None
+) -> None:
+    """Parameters whose names contain one of `patterns` (and not `skip`) train or not."""
+    for name, param in model.named_parameters():
+        if _matches(name, patterns) and not (skip and skip in name):
+            param.requires_grad = trainable
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

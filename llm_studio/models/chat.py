@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 
+from llm_studio.config.problem_types import problem_type_of
 from llm_studio.config.sections import PredictionSection
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import load_config
@@ -75,7 +76,7 @@ class ChatSession:
         if not folder.cfg_yaml.is_file():
             raise ConfigError(f"{folder.path}: not an experiment folder (no cfg.yaml)")
         cfg, _ = load_config(folder.cfg_yaml)
-        if not isinstance(cfg.prediction, PredictionSection):
+        if not problem_type_of(cfg).generates_text:
             raise ConfigError(
                 f"{folder.path}: a {cfg.problem_type} experiment predicts labels, not text, "
                 "so there is nothing to chat with; see docs/classification.md to predict"
@@ -98,6 +99,7 @@ class ChatSession:
         tokenizer = AutoTokenizer.from_pretrained(folder.checkpoint_dir)
         model = auto_model_class(cfg).from_pretrained(folder.checkpoint_dir, dtype=dtype)
         model.to(device).eval()
+        assert isinstance(cfg.prediction, PredictionSection)  # a type that generates text
         return cls(model=model, tokenizer=tokenizer, prediction=cfg.prediction)
 
     def messages(self, question: str) -> list[dict[str, str]]:

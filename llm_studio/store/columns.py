@@ -11,9 +11,15 @@ from typing import Any
 
 import pandas as pd
 
-from llm_studio.config.problem_types import BaseConfig
+from llm_studio.config.problem_types import (
+    DEFAULT_PROBLEM_TYPE,
+    BaseConfig,
+    ProblemType,
+    problem_type_named,
+    problem_type_of,
+)
 from llm_studio.config.settings import ConfigError, coerce, field_types, spec_of
-from llm_studio.store.import_types import DPO, LABEL_TYPES, DataFiles, DatasetImportError
+from llm_studio.store.import_types import DataFiles, DatasetImportError
 
 # Set from the train/validation dataframe choice, not through `settings`.
 _DATAFRAME_KEYS = ("train_dataframe", "validation_dataframe", "validation_strategy")
@@ -43,29 +49,27 @@ def suggest_dataframes(names: Iterable[str]) -> tuple[str | None, str | None]:
 
 
 class _ColumnPicker:
-    """Hands out columns by name (case-insensitive), each at most once."""
+    """Takes columns one at a time: the first free one of likely names (case-insensitive), or
+    else the next free one that is not `id`."""
 
     def __init__(self, columns: Iterable[str]) -> None:
         self.columns = [str(c) for c in columns]
-        self.by_lower: dict[str, str] = {}  # the first column of each lower-case name
+        self.lower: dict[str, str] = {}
         for c in self.columns:
-            self.by_lower.setdefault(c.lower(), c)
+            self.lower.setdefault(c.lower(), c)
         self.used: set[str] = set()
 
-    def has(self, lower_name: str) -> bool:
-        return lower_name in self.by_lower
+    def has(self, name: str) -> bool:
+        return name in self.lower
 
     def pick(self, candidates: Iterable[str]) -> str | None:
-        """The first unused column named like one of `candidates`, in their order."""
         for cand in candidates:
-            column = self.by_lower.get(cand)
-            if column is not None and column not in self.used:
-                self.used.add(column)
-                return column
+            if cand in self.lower and self.lower[cand] not in self.used:
+                self.used.add(self.lower[cand])
+                return self.lower[cand]
         return None
 
     def fallback(self) -> str | None:
-        """The first unused column in file order, other than an `id` column."""
         for c in self.columns:
             if c not in self.used and c.lower() != "id":
                 self.used.add(c)
@@ -73,35 +77,38 @@ class _ColumnPicker:
         return None
 
 
-def _answer_names(problem_type: str) -> tuple[str, ...]:
-    if problem_type in LABEL_TYPES:
-        return LABEL_NAMES
-    return DPO_ANSWER_NAMES if problem_type == DPO else ANSWER_NAMES
-
-
 def suggest_columns(problem_type: str, columns: Iterable[str]) -> dict[str, Any]:
     """Column settings guessed from the column names (case-insensitive), as `settings` for
     `configure`: prompt/answer always, system/parent/rejected when a column fits."""
-    picker = _ColumnPicker(columns)
-    labels, dpo = problem_type in LABEL_TYPES, problem_type == DPO
-    # Named columns first, in this order of precedence; then the rest by position.
-    system = picker.pick(SYSTEM_NAMES)
-    parent = picker.pick(PARENT_NAMES) if not labels and picker.has("id") else None
-    rejected = picker.pick(REJECTED_NAMES) if dpo else None
-    prompt = picker.pick(LABEL_PROMPT_NAMES if labels else PROMPT_NAMES)
-    answer = picker.pick(_answer_names(problem_type))
-    prompt = prompt or picker.fallback()
-    answer = answer or picker.fallback()
-    if dpo:
-        rejected = rejected or picker.fallback()
-    guessed = {
+    kind = _guessing_for(problem_type)
+    names = _ColumnPicker(columns)
+    system = names.pick(SYSTEM_NAMES)
+    parent = names.pick(PARENT_NAMES) if kind.chains and names.has("id") else None
+    rejected = names.pick(REJECTED_NAMES) if kind.needs_pairs else None
+    prompt = names.pick(LABEL_PROMPT_NAMES if kind.has_head else PROMPT_NAMES)
+    answer_names = (
+        LABEL_NAMES if kind.has_head else DPO_ANSWER_NAMES if kind.needs_pairs else ANSWER_NAMES
+    )
+    answer = names.pick(answer_names)
+    prompt = prompt or names.fallback()
+    answer = answer or names.fallback()
+    if kind.needs_pairs:
+        rejected = rejected or names.fallback()
+    found = {
         "rejected_answer_column": rejected,
         "prompt_column": [prompt] if prompt else None,
-        "answer_column": [answer] if labels and answer else answer,
+        "answer_column": [answer] if kind.has_head and answer else answer,
         "system_column": system,
         "parent_id_column": parent,
     }
-    return {key: value for key, value in guessed.items() if value}
+    return {key: value for key, value in found.items() if value}
+
+
+def _guessing_for(problem_type: str) -> ProblemType:
+    try:
+        return problem_type_named(problem_type)
+    except ConfigError:  # a guess is only a guess: the default type's serves an unknown name
+        return problem_type_named(DEFAULT_PROBLEM_TYPE)
 
 
 # --- checking the chosen settings ---
@@ -113,8 +120,10 @@ def as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def column_settings(ds: Any) -> list[tuple[str, list[str]]]:
-    """(setting key, columns it needs) for every column setting of a dataset section."""
+def column_settings(cfg: BaseConfig) -> list[tuple[str, list[str]]]:
+    """(setting key, columns it needs) for every column setting of the dataset section."""
+    ds: Any = cfg.dataset  # fields vary by problem type; its descriptor says which exist
+    kind = problem_type_of(cfg)
     prompt = as_list(ds.prompt_column)
     if not prompt:
         raise DatasetImportError("dataset.prompt_column: choose at least one prompt column")
@@ -122,23 +131,28 @@ def column_settings(ds: Any) -> list[tuple[str, list[str]]]:
     if not answer:
         raise DatasetImportError("dataset.answer_column: choose the answer column")
     needed = [("dataset.prompt_column", prompt), ("dataset.answer_column", answer)]
-    if getattr(ds, "system_column", None):
+    if ds.system_column:
         needed.append(("dataset.system_column", [ds.system_column]))
-    if getattr(ds, "parent_id_column", None):
+    if kind.chains and ds.parent_id_column:
         needed.append(("dataset.parent_id_column", [ds.parent_id_column, "id"]))
-    if hasattr(ds, "rejected_answer_column"):
-        if not ds.rejected_answer_column:
-            raise DatasetImportError(
-                "dataset.rejected_answer_column: choose the rejected answer column"
-            )
-        needed.append(("dataset.rejected_answer_column", [ds.rejected_answer_column]))
-    if getattr(ds, "rejected_prompt_column", None):
+    if kind.needs_pairs:
+        needed += _pair_columns(ds)
+    return needed
+
+
+def _pair_columns(ds: Any) -> list[tuple[str, list[str]]]:
+    if not ds.rejected_answer_column:
+        raise DatasetImportError(
+            "dataset.rejected_answer_column: choose the rejected answer column"
+        )
+    needed = [("dataset.rejected_answer_column", [ds.rejected_answer_column])]
+    if ds.rejected_prompt_column:
         needed.append(("dataset.rejected_prompt_column", [ds.rejected_prompt_column]))
     return needed
 
 
-def check_columns(df: pd.DataFrame, ds: Any, source: str) -> None:
-    for key, columns in column_settings(ds):
+def check_columns(df: pd.DataFrame, cfg: BaseConfig, source: str) -> None:
+    for key, columns in column_settings(cfg):
         for column in columns:
             if column not in df.columns:
                 raise DatasetImportError(

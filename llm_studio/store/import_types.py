@@ -20,11 +20,6 @@ PENDING_MARKER = ".record-pending"  # in a dataset folder whose record is being 
 FALLBACK_EOS = "</s>"  # shown only when the backbone's tokenizer files are not on this machine
 PREVIEW_CHARS = 2_000  # per previewed text: a huge cell must not overflow the page
 STAGING_MAX_AGE_S = 6 * 3600  # a staged import unused this long is abandoned
-DEFAULT_PROBLEM_TYPE = "text_causal_language_modeling"
-CLASSIFICATION = "text_causal_classification_modeling"
-REGRESSION = "text_causal_regression_modeling"
-LABEL_TYPES = (CLASSIFICATION, REGRESSION)
-DPO = "text_dpo_modeling"
 
 
 class DatasetImportError(DataError):

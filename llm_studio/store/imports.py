@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from llm_studio.atomic import write_text_atomic
+from llm_studio.config.problem_types import DEFAULT_PROBLEM_TYPE
 from llm_studio.config.settings import ConfigError
 from llm_studio.config.yaml_io import config_class, save_config
 from llm_studio.connectors import get_connector
@@ -47,7 +48,6 @@ from llm_studio.store.columns import (
 )
 from llm_studio.store.import_types import (
     CONFIG_FILE,
-    DEFAULT_PROBLEM_TYPE,
     FALLBACK_EOS,
     PENDING_MARKER,
     STAGING_MAX_AGE_S,

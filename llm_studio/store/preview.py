@@ -4,24 +4,25 @@ the values the problem type reads."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pandas as pd
 
-from llm_studio.config.dpo import DPODatasetSection
-from llm_studio.config.problem_types import BaseConfig
-from llm_studio.config.sections import ChatDatasetSection
+from llm_studio.config.problem_types import BaseConfig, problem_type_of
 from llm_studio.data.conversations import build_conversations, leaf_rows
-from llm_studio.data.labels import class_labels, regression_targets
+from llm_studio.data.labels import (
+    answer_columns,
+    class_labels,
+    prompt_columns,
+    regression_targets,
+)
 from llm_studio.data.prompt_format import Conversation, PromptFormat
 from llm_studio.data.quality import check_answers
 from llm_studio.models.offline_backbone import local_copy
-from llm_studio.store.columns import as_list, check_columns
-from llm_studio.store.import_types import DPO, LABEL_TYPES, REGRESSION, PreviewSample
+from llm_studio.store.columns import check_columns
+from llm_studio.store.import_types import PreviewSample
 
 
 def backbone_eos_token(backbone: str) -> str | None:
@@ -47,16 +48,6 @@ def backbone_eos_token(backbone: str) -> str | None:
     return None
 
 
-def _prompt_format(cfg: BaseConfig, eos_token: str) -> PromptFormat:
-    """The format training renders with (see the tasks' `PromptFormat.from_config`); label
-    problems never render their answer, so it gets no EOS there either."""
-    ds = cfg.dataset
-    if cfg.problem_type in LABEL_TYPES:
-        ds = copy.copy(ds)
-        ds.add_eos_token_to_answer = False  # type: ignore[attr-defined]  # a view: label sections lack it
-    return PromptFormat.from_config(ds, eos_token)
-
-
 def _cell(value: Any) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return ""
@@ -68,49 +59,55 @@ def check_and_preview(
 ) -> list[PreviewSample]:
     """Check the values the problem type reads (ids and chains, labels) and render `n`
     samples; raises a DataError naming the file, column and row."""
-    ds, problem_type = cfg.dataset, cfg.problem_type
-    fmt = _prompt_format(cfg, eos_token)
-    if problem_type in LABEL_TYPES:
-        columns = as_list(ds.answer_column)  # type: ignore[attr-defined]  # label sections have one
-        if problem_type == REGRESSION:
-            regression_targets(df, columns, source)
-        else:
-            class_labels(df, columns, source, multi_label=len(columns) > 1)
-        view = SimpleNamespace(
-            prompt_column=ds.prompt_column,
-            prompt_column_separator=ds.prompt_column_separator,
-            answer_column=columns[0],
-            system_column=ds.system_column,
-            parent_id_column=None,
-        )
-        head = df.head(n)
-        convs = build_conversations(head, view, source)
-        samples = []
-        for i, conv in enumerate(convs):
-            row = head.iloc[i]
-            label = (
-                _cell(row[columns[0]])
-                if len(columns) == 1
-                else ", ".join(f"{c}={_cell(row[c])}" for c in columns)
-            )
-            samples.append(
-                PreviewSample(fmt.render(conv, with_last_answer=False), label).shortened()
-            )
-        return samples
+    if problem_type_of(cfg).has_head:
+        return _label_preview(df, cfg, source, n, eos_token)
+    return _answer_preview(df, cfg, source, n, eos_token)
 
-    assert isinstance(ds, ChatDatasetSection)  # every type but the label ones (returned above)
+
+def _label_preview(
+    df: pd.DataFrame, cfg: BaseConfig, source: str, n: int, eos_token: str
+) -> list[PreviewSample]:
+    """A head's samples: the prompt, as training renders it (it ends at the answer separator,
+    so no EOS after the answer), and the label(s)."""
+    ds: Any = cfg.dataset  # fields vary by problem type; its descriptor says which exist
+    columns = answer_columns(ds)
+    if problem_type_of(cfg).predicts_values:
+        regression_targets(df, columns, source)
+    else:
+        class_labels(df, columns, source, multi_label=len(columns) > 1)
+    fmt = PromptFormat.from_config(ds, eos_token, answers=False)
+    head = df.head(n)
+    samples = []
+    for i, conv in enumerate(build_conversations(head, prompt_columns(ds), source)):
+        row = head.iloc[i]
+        label = (
+            _cell(row[columns[0]])
+            if len(columns) == 1
+            else ", ".join(f"{c}={_cell(row[c])}" for c in columns)
+        )
+        samples.append(PreviewSample(fmt.render(conv, with_last_answer=False), label).shortened())
+    return samples
+
+
+def _answer_preview(
+    df: pd.DataFrame, cfg: BaseConfig, source: str, n: int, eos_token: str
+) -> list[PreviewSample]:
+    """Samples whose answer is text: the prompt up to it (earlier turns of a chain included)
+    and the answer, with the rejected one for a preference pair."""
+    ds: Any = cfg.dataset  # fields vary by problem type; its descriptor says which exist
+    fmt = PromptFormat.from_config(ds, eos_token)
     chained = bool(ds.parent_id_column)
     frame = df if chained else df.head(n)  # chains need every row; plain rows only the first
     convs = build_conversations(frame, ds, source)  # also checks ids and chain loops
     rows = [i for i, leaf in enumerate(leaf_rows(frame, ds)) if leaf] if chained else None
     rows = (rows or list(range(len(frame))))[:n]
     eos = eos_token if fmt.eos_after_answer else ""
+    pairs = problem_type_of(cfg).needs_pairs
     samples = []
     for i in rows:
         conv = convs[i]
         rejected = rejected_prompt = None
-        if problem_type == DPO:
-            assert isinstance(ds, DPODatasetSection)
+        if pairs:
             rejected = _cell(frame[ds.rejected_answer_column].iloc[i]) + eos
             if ds.rejected_prompt_column:
                 last = _cell(frame[ds.rejected_prompt_column].iloc[i])
@@ -127,6 +124,6 @@ def check_dataframe(
 ) -> tuple[list[PreviewSample], list[str]]:
     """Check a chosen dataframe against the dataset section (columns exist, values fit the
     problem type) and render `n` samples; returns (samples, warnings about its answers)."""
-    check_columns(df, cfg.dataset, source)
+    check_columns(df, cfg, source)
     warnings = check_answers(df, cfg.dataset, source)
     return check_and_preview(df, cfg, source, n, eos_token), warnings

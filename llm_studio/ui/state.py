@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from h2o_wave import Q
 
 from llm_studio.config.base import BaseConfig
+from llm_studio.config.problem_types import DEFAULT_PROBLEM_TYPE
 from llm_studio.store.db import Store
 
 if TYPE_CHECKING:  # the import machinery loads pandas: not at UI start-up
@@ -29,7 +30,7 @@ class ImportWizard:
     files: DataFiles | None = None  # Edit dataset: the dataset's own files
     infos: list[DataframeInfo] = field(default_factory=list)
     name: str = ""
-    problem_type: str = "text_causal_language_modeling"
+    problem_type: str = DEFAULT_PROBLEM_TYPE
     train: str | None = None
     validation: str | None = None
     settings: dict = field(default_factory=dict)  # column setting key -> column(s)

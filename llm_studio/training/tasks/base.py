@@ -43,12 +43,12 @@ class Task(Protocol):
     def loss(self, model, batch: dict) -> tuple[torch.Tensor, dict[str, float]]:
         """The training loss of a batch, and extra values to chart under train/."""
 
+    def loss_tokens(self, batch: dict) -> int:
+        """The batch's loss-bearing predictions (tokens, or rows for a head): the throughput."""
+
     def loss_weight(self, batch: dict) -> int:
         """What the loss of `batch` averages over (labelled tokens or samples): in DDP each
         rank's loss counts by its share of the global batch's weight."""
-
-    def loss_tokens(self, batch: dict) -> int:
-        """Loss-bearing (predicted) tokens of a batch: the throughput counts these."""
 
     def validate(self, model, items: list, metric: Metric) -> ValidationOutcome: ...
 

@@ -10,12 +10,9 @@ causal LM plus the head files.
 
 from __future__ import annotations
 
-import copy
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -23,20 +20,18 @@ import torch
 import torch.nn.functional as F
 
 from llm_studio.atomic import write_text_atomic
-from llm_studio.config.classification import (
-    ClassificationConfig,
-    ClassificationDatasetSection,
-    RegressionConfig,
-    label_errors,
-)
+from llm_studio.config.classification import ClassificationDatasetSection, label_errors
+from llm_studio.config.problem_types import BaseConfig, problem_type_of
 from llm_studio.config.registries import CLASSIFICATION_LOSSES, REGRESSION_LOSSES
 from llm_studio.config.settings import ConfigError
-from llm_studio.data.augmentation import TrainingSamples
+from llm_studio.data.augmentation import ChainAugmentation, TrainingSamples
 from llm_studio.data.conversations import build_conversations
 from llm_studio.data.labels import (
+    answer_columns,
     check_class_range,
     class_labels,
     infer_num_classes,
+    prompt_columns,
     regression_targets,
 )
 from llm_studio.data.prompt_format import Conversation, PromptFormat
@@ -50,10 +45,7 @@ from llm_studio.training.tasks.causal_lm import CausalLMTask
 
 log = logging.getLogger("llm_studio")
 
-REGRESSION = "text_causal_regression_modeling"
 INSIGHT_ROWS = 5
-# The training samples need no chain augmentations: there are no answers to chain.
-NO_CHAIN_AUGMENTATION = SimpleNamespace(skip_parent_probability=0.0, random_parent_probability=0.0)
 
 
 # --- losses: per-row values of (raw head outputs, float targets); the batch loss is the mean ---
@@ -162,26 +154,17 @@ class LabelValidationResult:
 class LabelTask(CausalLMTask):
     """The task of text_causal_classification_modeling and text_causal_regression_modeling."""
 
-    cfg: ClassificationConfig | RegressionConfig
-
-    def __init__(self, cfg: ClassificationConfig | RegressionConfig, device: torch.device):
+    def __init__(self, cfg: BaseConfig, device: torch.device):
         super().__init__(cfg, device)
-        ds = cfg.dataset
-        columns = ds.answer_column
-        self.columns = [columns] if isinstance(columns, str) else list(columns)
-        self.regression = cfg.problem_type == REGRESSION
+        self.columns = answer_columns(cfg.dataset)
+        # Each row one prompt (ending at the answer separator: the label is never rendered).
+        self.prompt_columns = prompt_columns(cfg.dataset)
+        self.regression = problem_type_of(cfg).predicts_values
         self.multi_label = not self.regression and len(self.columns) > 1
         self.loss_name = cfg.training.loss_function
         self.num_classes: int | None = None  # set from the first (train) dataframe read
         self.model: LabelModel | None = None
         self._fresh_head = True
-        # The dataset settings as the shared causal code reads them: one answer column (whose
-        # text is never rendered: prompts end at the answer separator), no chains.
-        # Untyped on purpose: a label section given the chat fields the causal code reads.
-        self._view: Any = cast(Any, copy.copy(ds))
-        self._view.answer_column = self.columns[0] if self.columns else ""
-        self._view.parent_id_column = None
-        self._view.add_eos_token_to_answer = False
         self._check_config()
 
     def _check_config(self) -> None:
@@ -195,7 +178,7 @@ class LabelTask(CausalLMTask):
 
     # --- data ---
     def build_items(self, df: pd.DataFrame, source: str) -> list[LabelItem]:
-        conversations = build_conversations(df, self._view, source)
+        conversations = build_conversations(df, self.prompt_columns, source)
         if self.regression:
             targets = regression_targets(df, self.columns, source)
         else:
@@ -267,7 +250,7 @@ class LabelTask(CausalLMTask):
     # --- model ---
     def _set_tokenizer(self, tokenizer) -> None:
         self.tokenizer = tokenizer
-        self.fmt = PromptFormat.from_config(self._view, tokenizer.eos_token)
+        self.fmt = PromptFormat.from_config(self.cfg.dataset, tokenizer.eos_token, answers=False)
 
     def load(self):
         backbone = super().load()  # tokenizer, format, backbone with adapters, as for causal LM
@@ -312,7 +295,8 @@ class LabelTask(CausalLMTask):
             mean = np.mean([item.target for item in items], axis=0)
             with torch.no_grad():
                 self.model.head.bias.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        return TrainingSamples(items, self.encode, NO_CHAIN_AUGMENTATION, seed)  # type: ignore[arg-type]  # items are LabelItems here
+        # No chain augmentations: the rows are not chained.
+        return TrainingSamples(items, self.encode, ChainAugmentation(), seed)  # type: ignore[arg-type]  # items are LabelItems here
 
     @property
     def collate(self) -> Collate:

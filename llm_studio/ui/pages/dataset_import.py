@@ -10,7 +10,11 @@ from pathlib import Path
 
 from h2o_wave import Q, on, ui
 
-from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS, PROBLEM_TYPES
+from llm_studio.config.problem_types import (
+    DEFAULT_PROBLEM_TYPE,
+    PROBLEM_TYPE_LABELS,
+    PROBLEM_TYPES,
+)
 from llm_studio.connectors import CONNECTORS
 from llm_studio.data.readers import DataError
 from llm_studio.store import StoreError
@@ -153,9 +157,7 @@ async def _fetch(q: Q, source: str, params: dict) -> None:
         name=Path(train or staged.dataframes[0]).stem if staged.dataframes else "dataset",
         train=train,
         validation=validation,
-        problem_type=state.store.get_setting(
-            "default_problem_type", "text_causal_language_modeling"
-        ),
+        problem_type=state.store.get_setting("default_problem_type", DEFAULT_PROBLEM_TYPE),
     )
     _suggest(state.wizard)
     _configure_form(q)

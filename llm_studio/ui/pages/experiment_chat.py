@@ -24,7 +24,7 @@ import weakref
 
 from h2o_wave import Q, data, on, ui
 
-from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
+from llm_studio.config.problem_types import problem_type_of
 from llm_studio.config.settings import ConfigError, field_types, spec_of
 from llm_studio.config.yaml_io import load_config
 from llm_studio.experiments.folder import ExperimentFolder
@@ -65,11 +65,11 @@ def unavailable_reason(record) -> str | None:
         cfg, _ = load_config(_config_file(record))
     except (ConfigError, TypeError) as exc:
         return f"Chat is unavailable: the experiment's config cannot be read ({exc})."
-    if not hasattr(cfg.prediction, "max_length_inference"):
-        label = PROBLEM_TYPE_LABELS.get(cfg.problem_type, cfg.problem_type)
+    problem_type = problem_type_of(cfg)
+    if not problem_type.generates_text:
         return (
-            f"Chat is for text generation; this {label} experiment predicts labels or values, "
-            "not text."
+            f"Chat is for text generation; this {problem_type.label} experiment predicts labels "
+            "or values, not text."
         )
     state = app_runner().state(record)
     if state in ACTIVE:

@@ -6,7 +6,7 @@ import os
 
 from h2o_wave import Q, on, ui
 
-from llm_studio.config.problem_types import PROBLEM_TYPE_LABELS
+from llm_studio.config.problem_types import DEFAULT_PROBLEM_TYPE, PROBLEM_TYPE_LABELS
 from llm_studio.connectors import local_roots
 from llm_studio.ui import layout, secrets
 from llm_studio.ui.datasets_service import local_roots_note
@@ -53,7 +53,7 @@ def _form(q: Q, note: ui.Component | None = None) -> None:
         ui.dropdown(
             name="default_problem_type",
             label="Default problem type",
-            value=store.get_setting("default_problem_type", "text_causal_language_modeling"),
+            value=store.get_setting("default_problem_type", DEFAULT_PROBLEM_TYPE),
             choices=[ui.choice(k, v) for k, v in PROBLEM_TYPE_LABELS.items()],
         ),
         ui.dropdown(
