@@ -61,7 +61,7 @@ NAMES = list(EXPECTED)
 
 @pytest.fixture(scope="module")
 def tiny_t5_dir(tmp_path_factory):
-    from llm_studio.models.tiny import build_tiny_t5
+    from tiny_model import build_tiny_t5
 
     return build_tiny_t5(tmp_path_factory.mktemp("tiny-t5") / "tiny-t5")
 
