@@ -16,9 +16,10 @@ import pytest
 import torch
 from conftest import REPO, RUNNABLE, load_cfg, pattern_rows, tiny_config, write_yaml
 from safetensors.torch import load_file
+from support.fault_plugin import DATA_DELAY_ENV, FAULT_ENV, FAULT_RANK_ENV, with_fault_plugin
 
 from llm_studio.experiments.folder import ExperimentFolder
-from llm_studio.training.distributed import Distributed
+from llm_studio.training.distributed import TIMEOUT_ENV, Distributed
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +40,19 @@ def launch(
     """`bash distributed_train.sh 2 -Y cfg.yaml ...`, with a fault injected if asked."""
     extra_env = env or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLM_STUDIO_")}
-    env.update({"PYTHON": sys.executable, "LLM_STUDIO_DIST_TIMEOUT_S": "60", **extra_env})
+    env.update({"PYTHON": sys.executable, TIMEOUT_ENV: "60", **extra_env})
     if fault:
-        env["LLM_STUDIO_FAULT_AT_STEP"] = fault
+        env[FAULT_ENV] = fault
     if rank is not None:
-        env["LLM_STUDIO_FAULT_RANK"] = str(rank)
+        env[FAULT_RANK_ENV] = str(rank)
     command = ["bash", str(REPO / "distributed_train.sh"), "2", "-Y", str(cfg_path), *extra]
     return subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
+        command,
+        cwd=REPO,
+        env=with_fault_plugin(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -203,7 +209,7 @@ def test_the_other_ranks_wait_for_slow_preprocessing_without_a_collective_timeou
     rest of this tiny run): the other ranks wait for its cache file, not in a collective,
     and the run finishes."""
     cfg, folder = make_run("slow_data", batch_size=4, epochs=1)
-    env = {"LLM_STUDIO_DATA_DELAY_S": "12", "LLM_STUDIO_DIST_TIMEOUT_S": "5"}
+    env = {DATA_DELAY_ENV: "12", TIMEOUT_ENV: "5"}
     result = launch(cfg, env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "rank 0 reads the data after 12 s" in folder.logs.read_text()

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import REPO, tiny_config, write_yaml
 from safetensors.torch import load_file
+from support.fault_plugin import FAULT_ENV, with_fault_plugin
 
 from llm_studio.experiments.folder import ExperimentFolder
 
@@ -23,15 +24,15 @@ TRAINING = {
 
 def train(cfg_path, *extra, fault: str | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ)
-    env.pop("LLM_STUDIO_FAULT_AT_STEP", None)
+    env.pop(FAULT_ENV, None)
     if fault:
-        env["LLM_STUDIO_FAULT_AT_STEP"] = fault
+        env[FAULT_ENV] = fault
     return subprocess.run(
         [sys.executable, str(REPO / "train.py"), "-Y", str(cfg_path), *extra],
         cwd=REPO,
         capture_output=True,
         text=True,
-        env=env,
+        env=with_fault_plugin(env),
         timeout=600,
     )
 

@@ -225,13 +225,8 @@ def _prompt_section(cfg: BaseConfig, eos: str) -> str:
     )
 
 
-def _usage_section(cfg, name: str, adapter: bool) -> str:
-    kind = problem_type_of(cfg)
-    if kind.has_head:
-        return _usage_labels(cfg, name, adapter)
-    model_class = kind.auto_model
-    p = cfg.prediction
-    assert isinstance(p, PredictionSection)  # every type but the label ones (returned above)
+def _generate_arguments(p: PredictionSection) -> tuple[list[str], list[str]]:
+    """`generate`'s arguments as the chat passes them, and the stop texts."""
     gen = [
         f"max_new_tokens={p.max_length_inference}",
         f"min_new_tokens={min(p.min_length_inference, p.max_length_inference)}",
@@ -250,6 +245,17 @@ def _usage_section(cfg, name: str, adapter: bool) -> str:
     stops = stop_strings(p)
     if stops:  # generation stops after one of them; the answer ends before it, as in the chat
         gen += [f"stop_strings={stops!r}", "tokenizer=tokenizer"]
+    return gen, stops
+
+
+def _usage_section(cfg: BaseConfig, name: str, adapter: bool) -> str:
+    kind = problem_type_of(cfg)
+    if kind.has_head:
+        return _usage_labels(cfg, name, adapter)
+    model_class = kind.auto_model
+    p = cfg.prediction
+    assert isinstance(p, PredictionSection)  # every type but the label ones (returned above)
+    gen, stops = _generate_arguments(p)
     if adapter:
         grow = cfg.tokenizer.add_prompt_answer_tokens
         load = (

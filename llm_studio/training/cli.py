@@ -17,6 +17,8 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -26,6 +28,9 @@ from llm_studio.config.yaml_io import load_config
 from llm_studio.data.readers import DataError
 from llm_studio.experiments.folder import ExperimentFolder, ExperimentStatus
 from llm_studio.experiments.status import RunState
+
+if TYPE_CHECKING:
+    from llm_studio.training.loop import StopFlag
 
 log = logging.getLogger("llm_studio")
 
@@ -86,10 +91,11 @@ def _process_start_time() -> float | None:
         return None
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="train.py",
-        description="Fine-tune a model from a YAML config; --section.key value overrides a setting.",
+        description="Fine-tune a model from a YAML config; "
+        "--section.key value overrides a setting.",
     )
     parser.add_argument("-Y", "--yaml", required=True, help="path to the experiment's cfg.yaml")
     parser.add_argument(
@@ -97,7 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="continue a stopped or crashed experiment from its last saved training state",
     )
-    args, overrides = parser.parse_known_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, overrides = _parser().parse_known_args(argv)
     rank = torchrun_rank()
     main_rank = not rank  # rank 0, or the only process
 
@@ -129,17 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         if main_rank:
             folder.write_status(status)
 
-        from llm_studio.training.loop import StopFlag, run_experiment
+        from llm_studio.training.callbacks import load_callbacks
+        from llm_studio.training.loop import run_experiment
 
-        stop = StopFlag()
-
-        def on_signal(signum, _frame):
-            log.warning("Received %s: stopping after this step", signal.Signals(signum).name)
-            stop.request()
-
-        signal.signal(signal.SIGTERM, on_signal)
-        signal.signal(signal.SIGINT, on_signal)
-        status = run_experiment(cfg, status, stop, resume=args.resume)
+        callbacks = load_callbacks()
+        stop = _stop_on_signals()
+        status = run_experiment(cfg, status, stop, resume=args.resume, callbacks=callbacks)
         return 0 if status.state == RunState.FINISHED else 130
     except USER_ERRORS as exc:
         message = str(exc)
@@ -148,6 +153,21 @@ def main(argv: list[str] | None = None) -> int:
         message = f"{type(exc).__name__}: {exc}".splitlines()[0]
         detail = traceback.format_exc()
         return _fail(folder, args.yaml, overrides, status, message, detail, rank, log_start)
+
+
+def _stop_on_signals() -> StopFlag:
+    """A flag SIGTERM and SIGINT set: the loop finishes its step, saves and stops."""
+    from llm_studio.training.loop import StopFlag
+
+    stop = StopFlag()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.warning("Received %s: stopping after this step", signal.Signals(signum).name)
+        stop.request()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return stop
 
 
 def exit_now(code: int) -> None:

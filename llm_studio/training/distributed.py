@@ -43,7 +43,6 @@ import copy
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,6 +56,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from llm_studio.config.base import BaseConfig
 from llm_studio.config.settings import ConfigError
+from llm_studio.env import setting_env
+from llm_studio.training.deepspeed_config import prepare_cpu_backend, zero_config
 
 log = logging.getLogger("llm_studio")
 
@@ -64,7 +65,7 @@ T = TypeVar("T")
 
 # How long a collective may wait for the other ranks (seconds). Long by default: rank 0 alone
 # saves checkpoints and computes the metric while the others wait; tests set it short.
-TIMEOUT_ENV = "LLM_STUDIO_DIST_TIMEOUT_S"
+TIMEOUT_ENV = "H2O_LLM_STUDIO_DIST_TIMEOUT_S"
 DEFAULT_TIMEOUT_S = 1800
 
 
@@ -147,7 +148,7 @@ class Distributed:
                     f"{torch.cuda.device_count()} visible (CUDA_VISIBLE_DEVICES)"
                 )
             torch.cuda.set_device(device)
-        timeout = timedelta(seconds=float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
+        timeout = timedelta(seconds=float(setting_env(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S))
         dist.init_process_group(
             "nccl" if device.type == "cuda" else "gloo",
             timeout=timeout,
@@ -167,7 +168,7 @@ class Distributed:
     # --- model and batches ---
     def wrap(
         self, model: torch.nn.Module, cfg: BaseConfig, build_optimizer
-    ) -> tuple[torch.nn.Module, object]:
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """The model the training steps run, and the optimizer the loop's scheduler drives
         (`build_optimizer(model, cfg.training)`, built when the engine needs it). DDP: a wrapper
         whose backward all-reduces the gradients; validation and saving use the model itself.
@@ -190,38 +191,20 @@ class Distributed:
         return trained, build_optimizer(model, cfg.training)
 
     def _zero(
-        self, model: torch.nn.Module, cfg: BaseConfig, optimizer
-    ) -> tuple[torch.nn.Module, object]:
+        self, model: torch.nn.Module, cfg: BaseConfig, optimizer: torch.optim.Optimizer
+    ) -> tuple[torch.nn.Module, torch.optim.Optimizer]:
         """DeepSpeed ZeRO around our model and optimizer. It steps the optimizer we built, so
         the loop's scheduler (which sets that optimizer's learning rates) stays in charge."""
         global _sharded
         if self.device.type == "cpu":
-            # Before the first import: DeepSpeed picks its accelerator once, and would take a
-            # GPU that happens to exist for a run the config keeps on the CPU.
-            os.environ.setdefault("DS_ACCELERATOR", "cpu")
-            # Its CPU backend compiles a small C++ op (shared-memory all-reduce) on first use,
-            # a minute on few cores; cached next to the environment's torch it is built once.
-            os.environ.setdefault("TORCH_EXTENSIONS_DIR", str(_extensions_dir()))
+            prepare_cpu_backend()
         import deepspeed
 
-        tr = cfg.training
         self.zero_stage = cfg.environment.deepspeed_zero_stage
         if self.zero_stage == 3 and self.is_main:
             self._skeleton = _meta_copy(model)
         dtype = next(p.dtype for p in model.parameters() if p.requires_grad)
-        config = {
-            "train_micro_batch_size_per_gpu": tr.batch_size,
-            "gradient_accumulation_steps": tr.grad_accumulation,
-            "gradient_clipping": tr.gradient_clip,  # 0: off, as in the loop
-            "zero_optimization": {"stage": self.zero_stage},
-            # ZeRO steps any torch optimizer on its flat partitions; it only vouches for Adam(W).
-            "zero_allow_untested_optimizer": True,
-            # Half-precision weights get fp32 master weights in the optimizer's partitions.
-            "bf16": {"enabled": dtype == torch.bfloat16},
-            "fp16": {"enabled": dtype == torch.float16},
-            "steps_per_print": 2**31 - 1,
-            "wall_clock_breakdown": False,
-        }
+        config = zero_config(cfg, self.zero_stage, dtype)
         deepspeed.init_distributed(dist_backend=dist.get_backend())  # joins our process group
         engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, config=config)
         self.zero_engine = engine
@@ -488,15 +471,6 @@ def _trainable(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {
         n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad
     }
-
-
-def _extensions_dir() -> Path:
-    """Where torch builds DeepSpeed's C++ ops: inside this Python environment (the ops are
-    built against its torch), or torch's default when the environment is not writable."""
-    inside = Path(sys.prefix) / "torch_extensions"
-    if os.access(sys.prefix, os.W_OK):
-        return inside
-    return Path.home() / ".cache" / "torch_extensions"
 
 
 def map_batches(fn: Callable[[list], list], items: list, batch_size: int) -> list | None:
