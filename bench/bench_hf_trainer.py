@@ -246,6 +246,7 @@ def run_trainer(cfg) -> dict:
             learning_rate=tr.learning_rate,
             lr_scheduler_type=tr.schedule.lower(),
             weight_decay=tr.weight_decay,
+            max_grad_norm=tr.gradient_clip,  # 0: no clipping, as train.py (the Trainer clips at 1)
             gradient_checkpointing=cfg.architecture.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
             eval_strategy="no",
@@ -300,6 +301,9 @@ def main() -> None:
     parser.add_argument(
         "--set", nargs="*", default=[], help="train.py overrides, e.g. training.sample_packing=True"
     )
+    parser.add_argument(
+        "--only", choices=("studio", "trainer"), help="run one side (to compare settings)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
@@ -324,6 +328,10 @@ def main() -> None:
         print(f"model {model_dir.name}, {args.rows} rows, batch 4, LoRA r 4, fp32, CPU")
         for repeat in range(args.repeats):
             sides = [("studio", run_studio), ("trainer", run_trainer)]
+            if args.only:
+                name, fn = next(side for side in sides if side[0] == args.only)
+                print(f"run {repeat + 1}: {name} {fn(cfg)}", flush=True)
+                continue
             results = {name: fn(cfg) for name, fn in (sides if repeat % 2 == 0 else sides[::-1])}
             ours, theirs = results["studio"], results["trainer"]
             print(
