@@ -190,13 +190,30 @@ def run_studio(cfg) -> dict:
         run_experiment(cfg, ExperimentStatus(state="running"))
     finally:
         logging.getLogger("llm_studio").removeHandler(capture)
-    points, _ = ExperimentFolder(cfg.output_directory).read_charts()
+    folder = ExperimentFolder(cfg.output_directory)
+    points, _ = folder.read_charts()
     last = {p.name: p.value for p in points}
     return {
         "tokens_per_s": last["train/tokens_per_s"],
         "validation_s": sum(p.value for p in points if p.name == "validation/seconds"),
         "validation_loss": last.get("validation/loss", float("nan")),
+        "train_loss": float(np.mean([p.value for p in points if p.name == "train/loss"])),
+        "saved_model_validation_loss": _saved_model_validation_loss(cfg, folder.checkpoint_dir),
     }
+
+
+def _saved_model_validation_loss(cfg, checkpoint: Path) -> float:
+    """The saved model's validation loss, computed by the code that scores the Trainer's."""
+    from transformers import AutoModelForCausalLM
+
+    from llm_studio.data.splitting import split_and_sample
+    from llm_studio.training.tasks import build_task
+
+    task = build_task(cfg, torch.device("cpu"))
+    data = split_and_sample(cfg, cfg.environment.seed, task)
+    task._set_tokenizer(_tokenizer(cfg))
+    model = AutoModelForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    return _validation_loss(model, task, data.validation)
 
 
 def run_trainer(cfg) -> dict:
@@ -261,12 +278,13 @@ def run_trainer(cfg) -> dict:
         )
         trainer = Trainer(model=model, args=args, train_dataset=rows, data_collator=collate)
         start = time.perf_counter()
-        trainer.train()
+        outcome = trainer.train()
         seconds = time.perf_counter() - start
     labelled = sum(sum(1 for x in s.labels[1:] if x != IGNORE_INDEX) for s in train)
     return {
         "tokens_per_s": labelled / seconds,
         "validation_loss": _validation_loss(model, task, data.validation),
+        "train_loss": outcome.training_loss,
     }
 
 

@@ -12,17 +12,23 @@ from llm_studio.config.registries import TEXT_LOSSES
 from llm_studio.data.tokenization import IGNORE_INDEX
 
 
-def _token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token cross entropy of next-token prediction, and the mask of counted tokens."""
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:]
+def aligned_token_losses(
+    logits: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token cross entropy where logits[:, t] predicts labels[:, t] (a decoder's output),
+    and the mask of counted tokens."""
     losses = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
-        shift_labels.reshape(-1),
+        logits.float().reshape(-1, logits.size(-1)),
+        labels.reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="none",
-    ).view(shift_labels.shape)
-    return losses, shift_labels != IGNORE_INDEX
+    ).view(labels.shape)
+    return losses, labels != IGNORE_INDEX
+
+
+def _token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token cross entropy of next-token prediction, and the mask of counted tokens."""
+    return aligned_token_losses(logits[:, :-1, :], labels[:, 1:])
 
 
 def token_averaged_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from llm_studio.config.registries import TEXT_LOSSES
 from llm_studio.config.sections import PredictionSection
@@ -32,6 +31,7 @@ from llm_studio.experiments.folder import ExperimentFolder
 from llm_studio.metrics.text import Metric
 from llm_studio.models.generation import cut_at_stop, generating, generation_kwargs
 from llm_studio.training.distributed import map_batches
+from llm_studio.training.losses import aligned_token_losses
 from llm_studio.training.tasks.causal_lm import CausalLMTask
 from llm_studio.training.validation import ValidationResult, scored
 
@@ -45,27 +45,14 @@ class Seq2SeqSample:
 # --- losses on aligned logits ---
 
 
-def _aligned_token_losses(
-    logits: torch.Tensor, labels: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token cross entropy where logits[:, t] predicts labels[:, t], and the counted mask."""
-    losses = F.cross_entropy(
-        logits.float().reshape(-1, logits.size(-1)),
-        labels.reshape(-1),
-        ignore_index=IGNORE_INDEX,
-        reduction="none",
-    ).view(labels.shape)
-    return losses, labels != IGNORE_INDEX
-
-
 def per_sample_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    losses, mask = _aligned_token_losses(logits, labels)
+    losses, mask = aligned_token_losses(logits, labels)
     return (losses * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)
 
 
 def token_averaged_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Every answer token of the batch weighs the same."""
-    losses, mask = _aligned_token_losses(logits, labels)
+    losses, mask = aligned_token_losses(logits, labels)
     return (losses * mask).sum() / mask.sum().clamp(min=1)
 
 

@@ -121,6 +121,16 @@ def _experiment_form(
         safe_text.scroll_into_view(q, NEAR_RUN)
 
 
+def _form_read(q: Q) -> bool:
+    """Reads the form into the draft; on a bad value shows the form again with the error."""
+    try:
+        _read_form(q)
+    except ConfigError as exc:
+        _experiment_form(q, error=str(exc))
+        return False
+    return True
+
+
 def _read_form(q: Q) -> None:
     draft = client_state(q).draft
     assert draft is not None  # the form is open: its handlers run only then
@@ -140,10 +150,7 @@ async def grid_search_toggled(q: Q) -> None:
     """Grid search on shows a values widget under each setting a grid can vary; off hides them."""
     draft = client_state(q).draft
     assert draft is not None  # the form is open: its handlers run only then
-    try:
-        _read_form(q)
-    except ConfigError as exc:
-        _experiment_form(q, error=str(exc))
+    if not _form_read(q):
         return
     draft.grid = (draft.grid or {}) if q.args.grid_search else None
     _experiment_form(q)
@@ -152,10 +159,7 @@ async def grid_search_toggled(q: Q) -> None:
 @on("cfg__{key}")
 async def setting_changed(q: Q, key: str) -> None:
     """A setting others depend on changed: re-render, showing or hiding its dependents."""
-    try:
-        _read_form(q)
-    except ConfigError as exc:
-        _experiment_form(q, error=str(exc))
+    if not _form_read(q):
         return
     _experiment_form(q)
 
@@ -189,10 +193,7 @@ async def use_previous_weights(q: Q) -> None:
     to what that experiment had."""
     draft = client_state(q).draft
     assert draft is not None  # the form is open: its handlers run only then
-    try:
-        _read_form(q)
-    except ConfigError as exc:
-        _experiment_form(q, error=str(exc))
+    if not _form_read(q):
         return
     previous = draft.previous
     assert previous is not None  # the toggle is shown only with a previous experiment
@@ -220,10 +221,7 @@ async def change_dataset(q: Q) -> None:
     assert record is not None  # the dataset picked in the form's list
     cfg, _ = await q.run(load_config, record.config_file)
     if draft.previous and cfg.problem_type == draft.cfg.problem_type:
-        try:
-            _read_form(q)
-        except ConfigError as exc:
-            _experiment_form(q, error=str(exc))
+        if not _form_read(q):
             return
         draft.cfg.dataset = cfg.dataset
         draft.dataset_id = record.id
