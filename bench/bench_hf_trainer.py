@@ -331,9 +331,12 @@ def main() -> None:
             for folder in backbone_search_path()
             if (folder / DEFAULT_BACKBONE_NAME).is_dir()
         )
-        model_dir = Path(args.model or "") if args.model else small_llama(tmp / "llama", smollm2)
         if args.model == "smollm2":
             model_dir = smollm2
+        elif args.model:
+            model_dir = Path(args.model)
+        else:
+            model_dir = small_llama(tmp / "llama", smollm2)
         csv = tmp / "data.csv"
         length_spread_rows(args.rows).to_csv(csv, index=False)
         cfg = bench_config(model_dir, csv, tmp / "out")
