@@ -7,7 +7,8 @@ practitioner would: each batch padded to its longest row, no evaluation during t
 
 Prints, per run, loss-bearing (labelled, predicted) tokens per second of both sides and their
 ratio, each side's validation loss on the same held-out rows, and train.py's validation time.
-The two sides run back to back in this one process (the order alternates between repeats).
+The two sides run back to back in this one process. `--repeats N` runs N seeds (the order of
+the sides alternates) and prints the median ratio and each side's mean validation loss.
 
     .venv/bin/python bench/bench_hf_trainer.py                  # 18.6M-parameter Llama
     .venv/bin/python bench/bench_hf_trainer.py --model smollm2
@@ -264,6 +265,7 @@ def run_trainer(cfg) -> dict:
             lr_scheduler_type=tr.schedule.lower(),
             weight_decay=tr.weight_decay,
             max_grad_norm=tr.gradient_clip,  # 0: no clipping, as train.py (the Trainer clips at 1)
+            dataloader_drop_last=tr.drop_last_batch,  # the same samples and steps as train.py
             gradient_checkpointing=cfg.architecture.gradient_checkpointing,
             gradient_checkpointing_kwargs={"use_reentrant": False},
             eval_strategy="no",
@@ -347,21 +349,36 @@ def main() -> None:
             typed = value == "True" if isinstance(current, bool) else type(current)(value)
             setattr(getattr(cfg, section), name, typed)
         print(f"model {model_dir.name}, {args.rows} rows, batch 4, LoRA r 4, fp32, CPU")
+        seed = cfg.environment.seed
+        ratios, losses = [], []
         for repeat in range(args.repeats):
+            # Each repeat draws another seed: the batch order and dropout masks move the final
+            # loss more than anything else, so one seed says little about it.
+            cfg.environment.seed = seed + repeat
             sides = [("studio", run_studio), ("trainer", run_trainer)]
             if args.only:
                 name, fn = next(side for side in sides if side[0] == args.only)
-                print(f"run {repeat + 1}: {name} {fn(cfg)}", flush=True)
+                print(
+                    f"run {repeat + 1} (seed {cfg.environment.seed}): {name} {fn(cfg)}", flush=True
+                )
                 continue
             results = {name: fn(cfg) for name, fn in (sides if repeat % 2 == 0 else sides[::-1])}
             ours, theirs = results["studio"], results["trainer"]
+            ratios.append(ours["tokens_per_s"] / theirs["tokens_per_s"])
+            losses.append((ours["validation_loss"], theirs["validation_loss"]))
             print(
-                f"run {repeat + 1}: train.py {ours['tokens_per_s']:,.0f} tokens/s, "
-                f"Trainer {theirs['tokens_per_s']:,.0f} tokens/s, "
-                f"ratio {ours['tokens_per_s'] / theirs['tokens_per_s']:.2f}x; "
+                f"run {repeat + 1} (seed {cfg.environment.seed}): "
+                f"train.py {ours['tokens_per_s']:,.0f} tokens/s, "
+                f"Trainer {theirs['tokens_per_s']:,.0f} tokens/s, ratio {ratios[-1]:.2f}x; "
                 f"validation loss {ours['validation_loss']:.4f} vs "
                 f"{theirs['validation_loss']:.4f}; train.py validation {ours['validation_s']:.1f} s",
                 flush=True,
+            )
+        if len(ratios) > 1:
+            mean_ours, mean_theirs = np.mean(losses, axis=0)
+            print(
+                f"median ratio {np.median(ratios):.2f}x over {len(ratios)} runs; mean validation "
+                f"loss {mean_ours:.4f} (train.py) vs {mean_theirs:.4f} (Trainer)"
             )
 
 

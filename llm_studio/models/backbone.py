@@ -14,6 +14,7 @@ from transformers import AutoConfig, AutoTokenizer
 
 from llm_studio.config.problem_types import BaseConfig, problem_type_of
 from llm_studio.config.settings import ConfigError
+from llm_studio.models.cpu_dropout import use_uniform_mask_dropout
 from llm_studio.models.offline_backbone import resolve_backbone
 from llm_studio.models.weights import WeightsReport
 
@@ -271,6 +272,8 @@ def with_lora(model: torch.nn.Module, cfg: BaseConfig) -> torch.nn.Module:
         task_type=problem_type_of(cfg).peft_task_type,
     )
     model = get_peft_model(model, lora_config)
+    if next(model.parameters()).device.type == "cpu":
+        use_uniform_mask_dropout(model)
     _set_trainable(model, tr.lora_unfreeze_layers, True, skip="lora_")
     return model
 
