@@ -69,8 +69,8 @@ bench: setup
 	$(BIN)/python bench/bench_chat_first_words.py
 	$(BIN)/python bench/bench_sessions.py
 	$(BIN)/python bench/bench_import.py
-	$(BIN)/python bench/bench_hf_trainer.py
-	$(BIN)/python bench/bench_hf_trainer.py --model smollm2
+	$(BIN)/python bench/bench_hf_trainer.py --repeats 3
+	$(BIN)/python bench/bench_hf_trainer.py --model smollm2 --rows 200 --repeats 3
 
 # The Docker image, as the README's Docker section builds it. BASE_IMAGE=<image> builds on another
 # base (the Dockerfile's default is a public Debian image with Python 3.11).

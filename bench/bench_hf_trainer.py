@@ -10,8 +10,8 @@ ratio, each side's validation loss on the same held-out rows, and train.py's val
 The two sides run back to back in this one process. `--repeats N` runs N seeds (the order of
 the sides alternates) and prints the median ratio and each side's mean validation loss.
 
-    .venv/bin/python bench/bench_hf_trainer.py                  # 18.6M-parameter Llama
-    .venv/bin/python bench/bench_hf_trainer.py --model smollm2
+    .venv/bin/python bench/bench_hf_trainer.py --repeats 3                       # 18.6M Llama
+    .venv/bin/python bench/bench_hf_trainer.py --model smollm2 --rows 200 --repeats 3
 """
 
 from __future__ import annotations
