@@ -25,9 +25,8 @@ class UniformMaskDropout(nn.Dropout):
         return (x * keep).mul_(1.0 / (1.0 - self.p))
 
 
-def use_uniform_mask_dropout(model: nn.Module) -> int:
-    """Swap the LoRA adapters' `nn.Dropout` for `UniformMaskDropout`; returns how many."""
-    swapped = 0
+def use_uniform_mask_dropout(model: nn.Module) -> None:
+    """Swap the LoRA adapters' `nn.Dropout` for `UniformMaskDropout`."""
     for module in model.modules():
         dropouts = getattr(module, "lora_dropout", None)
         if not isinstance(dropouts, nn.ModuleDict):
@@ -35,5 +34,3 @@ def use_uniform_mask_dropout(model: nn.Module) -> int:
         for name, dropout in list(dropouts.items()):
             if type(dropout) is nn.Dropout:
                 dropouts[name] = UniformMaskDropout(dropout.p)
-                swapped += 1
-    return swapped
